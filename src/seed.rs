@@ -1,0 +1,1 @@
+//! Traffic generator (placeholder, being written).
