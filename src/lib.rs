@@ -1,2 +1,69 @@
-//! litellm-exporter: exact, cheap Prometheus metrics for LiteLLM, read from its PostgreSQL database.
+//! litellm-exporter: exact, cheap Prometheus metrics for LiteLLM, read from its PostgreSQL
+//! database, next to an unmodified proxy.
+//!
+//! Map (ARCHITECTURE.md has the long form):
+//! - `cli`, `config`: flags, environment and YAML into one validated `Config`.
+//! - `db`, `schema`, `sql`: the pool and its read-only sessions, schema detection, every query.
+//! - `ledger`: spend-log rows into counters and histograms, each row counted exactly once.
+//! - `entities`: budget, limit and count gauges rebuilt from the entity tables.
+//! - `catalogue`, `render`: metric names and label sets; the text exposition.
+//! - `refresh`: the loop that reads, renders and publishes; `http`: serving it.
+//! - `selfmetrics`, `state`: the exporter's own metrics; the state file.
+//! - `seed`: a generator of LiteLLM traffic for demos, tests and benchmarks (writes!).
+
+pub mod catalogue;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod entities;
+pub mod http;
+pub mod ledger;
+pub mod refresh;
+pub mod render;
+pub mod schema;
 pub mod seed;
+pub mod selfmetrics;
+pub mod sql;
+pub mod state;
+
+use std::sync::Arc;
+
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+pub const REVISION: &str = env!("LITELLM_EXPORTER_REVISION");
+pub const RUSTC: &str = env!("LITELLM_EXPORTER_RUSTC");
+pub const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (revision ",
+    env!("LITELLM_EXPORTER_REVISION"),
+    ", ",
+    env!("LITELLM_EXPORTER_RUSTC"),
+    ")"
+);
+
+/// Runs the exporter until `shutdown` resolves: binds the listener first (so that a bad address
+/// fails at once), then starts the refresh loop and serves. In-flight scrapes finish before it
+/// returns.
+pub async fn run(
+    cfg: config::Config,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), warp::Error> {
+    let shared = Arc::new(refresh::Shared::default());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let http_stop = {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.changed().await;
+        }
+    };
+    let (addr, server) = http::serve(cfg.listen, cfg.telemetry_path.clone(), shared.clone(), http_stop)?;
+    tracing::info!(address = %addr, path = %cfg.telemetry_path, "Serving metrics.");
+    let refresher = refresh::Refresher::new(cfg, shared);
+    let loop_task = tokio::spawn(refresher.run(stop_rx));
+    let server_task = tokio::spawn(server);
+    shutdown.await;
+    tracing::info!("Shutting down.");
+    let _ = stop_tx.send(true);
+    let _ = server_task.await;
+    let _ = loop_task.await;
+    Ok(())
+}

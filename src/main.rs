@@ -1,1 +1,120 @@
-fn main() {}
+//! The binary: parses the command line, sets up logging, runs the exporter (or the traffic
+//! generator) and maps failures to exit codes: 2 for configuration errors, 1 for others.
+//! An unreachable database is not an error here: the exporter starts and retries.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use litellm_exporter::cli::{Cli, Command, SeedArgs};
+use litellm_exporter::config::{self, Config, LogFormat};
+use litellm_exporter::{db, seed};
+
+fn init_logging(level: &str, format: LogFormat) {
+    use tracing_subscriber::prelude::*;
+    let filter = tracing_subscriber::EnvFilter::new(format!(
+        "warn,litellm_exporter={level},litellm_exporter::http=warn"
+    ));
+    let registry = tracing_subscriber::registry().with(filter);
+    match format {
+        LogFormat::Json => registry
+            .with(tracing_subscriber::fmt::layer().json().with_writer(std::io::stderr))
+            .init(),
+        LogFormat::Logfmt => registry
+            .with(tracing_logfmt::builder().layer().with_writer(std::io::stderr))
+            .init(),
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+async fn run_seed(url: &str, a: &SeedArgs) -> anyhow::Result<()> {
+    let target = db::parse_url(url)?;
+    let (client, conn) = target.config.connect(tokio_postgres::NoTls).await?;
+    tokio::spawn(conn);
+    let opts = seed::SeedOptions {
+        rows: a.rows,
+        days: a.days,
+        teams: a.teams,
+        keys: a.keys,
+        users: a.users,
+        orgs: a.orgs,
+        customers: a.customers,
+        seed: a.seed,
+        ..Default::default()
+    };
+    let universe = seed::seed_entities(&client, &opts).await?;
+    let n = seed::seed_spend_logs(&client, &opts, &universe).await?;
+    tracing::info!(rows = n, "Seeded spend logs.");
+    if let Some(rate) = a.rate {
+        let duration = a
+            .duration
+            .as_deref()
+            .map(|d| config::parse_duration("--duration", d))
+            .transpose()?;
+        tracing::info!(rate, "Writing live traffic.");
+        seed::run_traffic(&client, &opts, &universe, rate, duration).await?;
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("litellm-exporter: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    if let Some(Command::Seed(args)) = &cli.command {
+        init_logging("info", LogFormat::Logfmt);
+        let Some(url) = cli.run.db_url.clone().or_else(|| {
+            cli.run
+                .db_url_file
+                .as_ref()
+                .and_then(|p| std::fs::read_to_string(p).ok())
+        }) else {
+            eprintln!("litellm-exporter seed: no database URL: set --db-url or DATABASE_URL");
+            return ExitCode::from(2);
+        };
+        return match runtime.block_on(run_seed(url.trim(), args)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("litellm-exporter seed: {}", db::redact(&format!("{e:#}")));
+                ExitCode::from(1)
+            }
+        };
+    }
+    let cfg = match Config::build(&cli.run) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("litellm-exporter: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(&cfg.log_level, cfg.log_format);
+    if cfg.state_file.is_none() {
+        tracing::warn!("No --state.file: after a restart, counters are rebuilt from the rows still in the database, so rows deleted by LiteLLM's retention job are no longer included.");
+    }
+    match runtime.block_on(litellm_exporter::run(cfg, shutdown_signal())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("litellm-exporter: cannot serve: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,106 @@
+//! The command line: flags (each also readable from the environment) and subcommands. Raw
+//! values only; `config` validates them and merges the YAML file.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+pub const DEFAULT_PORT: u16 = 10410;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "litellm-exporter",
+    version = crate::LONG_VERSION,
+    about = "Exact, cheap Prometheus metrics for LiteLLM, read from its PostgreSQL database.",
+    long_about = None
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub run: RunArgs,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Write generated LiteLLM traffic into a THROWAWAY database (demo, tests, benchmarks).
+    /// Never point this at a real LiteLLM database: it inserts rows.
+    Seed(SeedArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// LiteLLM's PostgreSQL URL (Prisma-style parameters such as ?schema= are understood).
+    #[arg(long = "db-url", env = "DATABASE_URL", hide_env_values = true, global = true)]
+    pub db_url: Option<String>,
+    /// A file holding the database URL (a mounted secret); used when --db-url is not given.
+    #[arg(long = "db-url-file", env = "LITELLM_EXPORTER_DB_URL_FILE", global = true)]
+    pub db_url_file: Option<PathBuf>,
+    /// Address to serve metrics on [default: 0.0.0.0:10410].
+    #[arg(long = "web.listen-address", env = "LITELLM_EXPORTER_WEB_LISTEN_ADDRESS")]
+    pub listen_address: Option<String>,
+    /// Path under which to expose metrics [default: /metrics].
+    #[arg(long = "web.telemetry-path", env = "LITELLM_EXPORTER_WEB_TELEMETRY_PATH")]
+    pub telemetry_path: Option<String>,
+    /// How often to read new spend-log rows and entity tables, e.g. 500ms, 15s, 2m [default: 15s].
+    #[arg(long = "poll-interval", env = "LITELLM_EXPORTER_POLL_INTERVAL")]
+    pub poll_interval: Option<String>,
+    /// YAML configuration file (see deploy/config.example.yaml).
+    #[arg(long = "config.file", env = "LITELLM_EXPORTER_CONFIG_FILE")]
+    pub config_file: Option<PathBuf>,
+    /// error, warn, info, debug or trace [default: info].
+    #[arg(long = "log.level", env = "LITELLM_EXPORTER_LOG_LEVEL")]
+    pub log_level: Option<String>,
+    /// logfmt or json [default: logfmt].
+    #[arg(long = "log.format", env = "LITELLM_EXPORTER_LOG_FORMAT")]
+    pub log_format: Option<String>,
+    /// File where counters and the reading position are saved, so that a restart continues them
+    /// even after LiteLLM's retention job deleted rows. Put it on a volume.
+    #[arg(long = "state.file", env = "LITELLM_EXPORTER_STATE_FILE")]
+    pub state_file: Option<PathBuf>,
+    /// How late a row may be committed or rewritten (after its startTime) and still be counted
+    /// [default: 1h].
+    #[arg(long = "ledger.lateness", env = "LITELLM_EXPORTER_LEDGER_LATENESS")]
+    pub lateness: Option<String>,
+    /// Window every poll re-reads; the whole lateness window is re-read every
+    /// --ledger.full-window-every polls [default: 10m].
+    #[arg(long = "ledger.recent-window", env = "LITELLM_EXPORTER_LEDGER_RECENT_WINDOW")]
+    pub recent_window: Option<String>,
+    /// Re-read the whole lateness window every N polls [default: 4].
+    #[arg(long = "ledger.full-window-every", env = "LITELLM_EXPORTER_LEDGER_FULL_WINDOW_EVERY")]
+    pub full_window_every: Option<u32>,
+    /// statement_timeout for every query [default: 15s].
+    #[arg(long = "db.statement-timeout", env = "LITELLM_EXPORTER_DB_STATEMENT_TIMEOUT")]
+    pub statement_timeout: Option<String>,
+    /// Database connections, 1 to 4 [default: 2].
+    #[arg(long = "db.pool-size", env = "LITELLM_EXPORTER_DB_POOL_SIZE")]
+    pub pool_size: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub struct SeedArgs {
+    /// Spend-log rows to write.
+    #[arg(long, default_value_t = 100_000)]
+    pub rows: u64,
+    /// Spread the rows over this many days before now.
+    #[arg(long, default_value_t = 7)]
+    pub days: u32,
+    #[arg(long, default_value_t = 20)]
+    pub teams: u32,
+    #[arg(long, default_value_t = 200)]
+    pub keys: u32,
+    #[arg(long, default_value_t = 100)]
+    pub users: u32,
+    #[arg(long, default_value_t = 3)]
+    pub orgs: u32,
+    #[arg(long, default_value_t = 50)]
+    pub customers: u32,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// After the history, keep inserting live traffic at this many rows per second.
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Stop live traffic after this long (e.g. 10m); forever if not given.
+    #[arg(long)]
+    pub duration: Option<String>,
+}

@@ -1,0 +1,288 @@
+//! Flags, environment and the optional YAML file, turned into one validated, immutable `Config`.
+//! Precedence: a flag (or its environment variable) over the file over the built-in default.
+//! Every rejection is one line naming the setting; `main` exits with code 2 on it.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::catalogue::{DEFAULT_BUCKETS, LATENCY_BUCKETS};
+use crate::cli::{RunArgs, DEFAULT_PORT};
+use crate::db::{self, PoolSettings, Target, MAX_POOL_SIZE};
+use crate::entities::EntityConfig;
+use crate::ledger::read::Identity;
+use crate::ledger::tail::TailConfig;
+use crate::ledger::values::Thresholds;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("config file {path}: {msg}")]
+    File { path: String, msg: String },
+    #[error(transparent)]
+    Url(#[from] db::UrlError),
+}
+
+fn invalid(msg: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid(msg.into())
+}
+
+/// LiteLLM's own `litellm_settings` keys that the exporter honours.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LitellmSettings {
+    pub enable_end_user_cost_tracking_prometheus_only: Option<bool>,
+    pub prometheus_user_budget_label_include_email_alias: Option<bool>,
+    pub prometheus_latency_buckets: Option<Vec<f64>>,
+}
+
+/// Labels that identify people; off by default, as in LiteLLM.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LabelSettings {
+    pub user_email: Option<bool>,
+    pub client_ip: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExporterSettings {
+    pub listen_address: Option<String>,
+    pub telemetry_path: Option<String>,
+    pub poll_interval: Option<String>,
+    pub state_file: Option<PathBuf>,
+    pub lateness: Option<String>,
+    pub recent_window: Option<String>,
+    pub full_window_every: Option<u32>,
+    pub statement_timeout: Option<String>,
+    pub pool_size: Option<usize>,
+    #[serde(default)]
+    pub labels: LabelSettings,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    #[serde(default)]
+    pub litellm_settings: LitellmSettings,
+    #[serde(default)]
+    pub exporter: ExporterSettings,
+}
+
+impl FileConfig {
+    pub fn load(path: &Path) -> Result<FileConfig, ConfigError> {
+        let err = |msg: String| ConfigError::File {
+            path: path.display().to_string(),
+            msg,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+        if text.trim().is_empty() {
+            return Ok(FileConfig::default());
+        }
+        serde_yaml::from_str(&text).map_err(|e| err(e.to_string()))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Logfmt,
+    Json,
+}
+
+/// The validated configuration; the only configuration type that travels past `main`.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub target: Target,
+    pub listen: SocketAddr,
+    pub telemetry_path: String,
+    pub poll_interval: Duration,
+    pub log_level: String,
+    pub log_format: LogFormat,
+    pub state_file: Option<PathBuf>,
+    pub tail: TailConfig,
+    pub pool: PoolSettings,
+    pub identity: Identity,
+    pub entities: EntityConfig,
+    pub thresholds: Thresholds,
+}
+
+pub fn parse_duration(what: &str, s: &str) -> Result<Duration, ConfigError> {
+    let d = humantime::parse_duration(s.trim())
+        .map_err(|e| invalid(format!("{what} {s:?}: {e} (examples: 500ms, 15s, 2m, 1h)")))?;
+    if d.is_zero() {
+        return Err(invalid(format!("{what} must be greater than zero")));
+    }
+    Ok(d)
+}
+
+pub fn parse_listen(s: &str) -> Result<SocketAddr, ConfigError> {
+    let full = if s.starts_with(':') {
+        format!("0.0.0.0{s}")
+    } else {
+        s.to_string()
+    };
+    full.parse()
+        .map_err(|_| invalid(format!("--web.listen-address {s:?} is not host:port (e.g. 0.0.0.0:{DEFAULT_PORT} or :{DEFAULT_PORT})")))
+}
+
+fn check_buckets(b: &[f64]) -> Result<(), ConfigError> {
+    if b.is_empty() {
+        return Err(invalid("prometheus_latency_buckets must not be empty"));
+    }
+    for w in b.windows(2) {
+        if w[0] >= w[1] {
+            return Err(invalid("prometheus_latency_buckets must be strictly increasing"));
+        }
+    }
+    if b.iter().any(|x| !x.is_finite() || *x < 0.0) {
+        return Err(invalid("prometheus_latency_buckets must be finite and not negative (+Inf is implied)"));
+    }
+    Ok(())
+}
+
+impl Config {
+    pub fn build(args: &RunArgs) -> Result<Config, ConfigError> {
+        let file = match &args.config_file {
+            Some(p) => FileConfig::load(p)?,
+            None => FileConfig::default(),
+        };
+        let ex = &file.exporter;
+        let ls = &file.litellm_settings;
+
+        let url = match (&args.db_url, &args.db_url_file) {
+            (Some(u), _) if !u.trim().is_empty() => u.clone(),
+            (_, Some(path)) => std::fs::read_to_string(path)
+                .map_err(|e| invalid(format!("--db-url-file {}: {e}", path.display())))?,
+            _ => {
+                return Err(invalid(
+                    "no database URL: set --db-url, DATABASE_URL or --db-url-file",
+                ))
+            }
+        };
+        let target = db::parse_url(&url)?;
+
+        let listen = parse_listen(
+            args.listen_address
+                .as_deref()
+                .or(ex.listen_address.as_deref())
+                .unwrap_or("0.0.0.0:10410"),
+        )?;
+        let telemetry_path = args
+            .telemetry_path
+            .clone()
+            .or(ex.telemetry_path.clone())
+            .unwrap_or_else(|| "/metrics".into());
+        if !telemetry_path.starts_with('/') || telemetry_path == "/" || telemetry_path.starts_with("/-/") {
+            return Err(invalid(format!(
+                "--web.telemetry-path {telemetry_path:?} must start with / and not be / or under /-/"
+            )));
+        }
+        let dur = |flag: &Option<String>, file: &Option<String>, what: &str, default: &str| {
+            parse_duration(what, flag.as_deref().or(file.as_deref()).unwrap_or(default))
+        };
+        let poll_interval = dur(&args.poll_interval, &ex.poll_interval, "--poll-interval", "15s")?;
+        if poll_interval < Duration::from_millis(100) {
+            return Err(invalid("--poll-interval must be at least 100ms"));
+        }
+        let lateness = dur(&args.lateness, &ex.lateness, "--ledger.lateness", "1h")?;
+        let recent = dur(&args.recent_window, &ex.recent_window, "--ledger.recent-window", "10m")?;
+        if recent > lateness {
+            return Err(invalid("--ledger.recent-window must not exceed --ledger.lateness"));
+        }
+        let late_every = args.full_window_every.or(ex.full_window_every).unwrap_or(4);
+        if late_every == 0 {
+            return Err(invalid("--ledger.full-window-every must be at least 1"));
+        }
+        let statement_timeout = dur(
+            &args.statement_timeout,
+            &ex.statement_timeout,
+            "--db.statement-timeout",
+            "15s",
+        )?;
+        let size = args.pool_size.or(ex.pool_size).unwrap_or(2);
+        if !(1..=MAX_POOL_SIZE).contains(&size) {
+            return Err(invalid(format!("--db.pool-size must be 1 to {MAX_POOL_SIZE}")));
+        }
+        let log_level = args.log_level.clone().unwrap_or_else(|| "info".into());
+        if !["error", "warn", "info", "debug", "trace"].contains(&log_level.as_str()) {
+            return Err(invalid(format!(
+                "--log.level {log_level:?}: use error, warn, info, debug or trace"
+            )));
+        }
+        let log_format = match args.log_format.as_deref().unwrap_or("logfmt") {
+            "logfmt" => LogFormat::Logfmt,
+            "json" => LogFormat::Json,
+            other => return Err(invalid(format!("--log.format {other:?}: use logfmt or json"))),
+        };
+        let latency = ls
+            .prometheus_latency_buckets
+            .clone()
+            .unwrap_or_else(|| LATENCY_BUCKETS.to_vec());
+        check_buckets(&latency)?;
+        let end_user = ls.enable_end_user_cost_tracking_prometheus_only.unwrap_or(false);
+        Ok(Config {
+            target,
+            listen,
+            telemetry_path,
+            poll_interval,
+            log_level,
+            log_format,
+            state_file: args.state_file.clone().or(ex.state_file.clone()),
+            tail: TailConfig {
+                lateness,
+                recent,
+                late_every,
+                chunk_target: Duration::from_secs(2).min(statement_timeout / 4),
+            },
+            pool: PoolSettings {
+                size,
+                statement_timeout,
+                connect_timeout: Duration::from_secs(5).min(statement_timeout),
+            },
+            identity: Identity {
+                end_user,
+                user_email: ex.labels.user_email.unwrap_or(false),
+                client_ip: ex.labels.client_ip.unwrap_or(false),
+            },
+            entities: EntityConfig {
+                customers: end_user,
+                user_email_alias: ls
+                    .prometheus_user_budget_label_include_email_alias
+                    .unwrap_or(false),
+            },
+            thresholds: Thresholds::new(&latency, DEFAULT_BUCKETS),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_addresses() {
+        assert_eq!(parse_duration("x", "500ms").ok(), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("x", "2m").ok(), Some(Duration::from_secs(120)));
+        assert!(parse_duration("x", "soon").is_err());
+        assert!(parse_duration("x", "0s").is_err());
+        assert_eq!(parse_listen(":10410").ok(), "0.0.0.0:10410".parse().ok());
+        assert!(parse_listen("nope").is_err());
+    }
+
+    #[test]
+    fn buckets_are_checked() {
+        assert!(check_buckets(&[0.1, 1.0]).is_ok());
+        assert!(check_buckets(&[1.0, 0.1]).is_err());
+        assert!(check_buckets(&[f64::NAN]).is_err());
+        assert!(check_buckets(&[]).is_err());
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let e = serde_yaml::from_str::<FileConfig>("exporter:\n  pol_interval: 1s\n");
+        assert!(e.is_err());
+    }
+}

@@ -1,0 +1,220 @@
+//! Gauges rebuilt from LiteLLM's entity tables on every refresh: remaining budget, maximum budget
+//! and hours until reset for teams, keys, users, organizations and customers, rate-limit
+//! allowances, member and user counts. Nothing is kept between refreshes, so deleted entities
+//! disappear and edited budgets show at once. Labels follow LiteLLM's budget code: aliases are ""
+//! when missing, ids are raw.
+
+use std::collections::HashMap;
+use std::fmt::Write;
+
+use crate::catalogue::{GaugeFamily, GAUGE_FAMILIES, USER_WITH_EMAIL};
+use crate::db::{self, DbError};
+use crate::render::{fmt_value, label_block, push_header};
+use crate::schema::Schema;
+use crate::sql;
+
+#[derive(Debug, Clone, Copy, Default, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct EntityConfig {
+    /// Customer budgets carry the end-user id; LiteLLM emits them only with end-user tracking on.
+    pub customers: bool,
+    /// `prometheus_user_budget_label_include_email_alias`.
+    pub user_email_alias: bool,
+}
+
+/// One refresh's gauges.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub text: String,
+    pub org_aliases: HashMap<String, String>,
+    pub series: Vec<(&'static str, usize)>,
+    pub bad_numbers: u64,
+}
+
+// Positions in GAUGE_FAMILIES (checked by a test).
+const TEAM_BUDGET: usize = 0;
+const KEY_BUDGET: usize = 3;
+const USER_BUDGET: usize = 6;
+const ORG_BUDGET: usize = 9;
+const CUSTOMER_BUDGET: usize = 12;
+const KEY_RATE: usize = 15;
+const TEAM_RATE: usize = 16;
+const TEAM_MEMBERS: usize = 17;
+const TOTAL_USERS: usize = 18;
+const ACTIVE_USERS: usize = 19;
+const TEAMS_COUNT: usize = 20;
+
+struct Gauges {
+    samples: Vec<Vec<(String, f64)>>,
+    bad: u64,
+}
+
+impl Gauges {
+    fn new() -> Self {
+        Gauges {
+            samples: GAUGE_FAMILIES.iter().map(|_| Vec::new()).collect(),
+            bad: 0,
+        }
+    }
+
+    fn set(&mut self, family: usize, block: &str, v: f64) {
+        if v.is_nan() {
+            self.bad += 1;
+        } else {
+            self.samples[family].push((block.to_string(), v));
+        }
+    }
+
+    /// The three budget gauges of one entity, starting at family `base`. LiteLLM reports an
+    /// unlimited budget as +Inf remaining and no maximum; an overdue reset as negative hours.
+    fn budget(&mut self, base: usize, block: &str, max: Option<f64>, spend: f64, hours: Option<f64>) {
+        if !spend.is_finite() {
+            self.bad += 1;
+        }
+        let remaining = match max {
+            Some(m) => m - spend,
+            None => f64::INFINITY,
+        };
+        self.set(base, block, remaining);
+        if let Some(m) = max {
+            self.set(base + 1, block, m);
+        }
+        if let Some(h) = hours {
+            self.set(base + 2, block, h);
+        }
+    }
+
+    fn render(self) -> (String, Vec<(&'static str, usize)>) {
+        let mut out = String::new();
+        let mut counts = Vec::new();
+        for (fam, samples) in GAUGE_FAMILIES.iter().zip(&self.samples) {
+            counts.push((fam.name, samples.len()));
+            if samples.is_empty() {
+                continue;
+            }
+            push_header(&mut out, fam.name, fam.help, "gauge");
+            for (block, v) in samples {
+                let _ = writeln!(out, "{}{block} {}", fam.name, fmt_value(*v));
+            }
+        }
+        (out, counts)
+    }
+}
+
+fn labels(fam: &GaugeFamily, values: &[&str]) -> String {
+    label_block(fam.labels, values)
+}
+
+pub async fn read(
+    client: &mut deadpool_postgres::Object,
+    schema: &Schema,
+    cfg: &EntityConfig,
+) -> Result<Snapshot, DbError> {
+    let tx = db::read_tx(client).await?;
+    let mut g = Gauges::new();
+    let mut org_aliases = HashMap::new();
+
+    if schema.has_table("LiteLLM_TeamTable") {
+        let rows = tx.query(sql::ENTITY_TEAMS, &[]).await?;
+        for r in &rows {
+            let (id, alias): (String, String) = (r.try_get(0)?, r.try_get(1)?);
+            let block = labels(&GAUGE_FAMILIES[TEAM_BUDGET], &[&id, &alias]);
+            g.budget(TEAM_BUDGET, &block, r.try_get(2)?, r.try_get(3)?, r.try_get(4)?);
+            for (col, kind) in [(5, "requests"), (6, "tokens")] {
+                if let Some(limit) = r.try_get::<_, Option<i64>>(col)? {
+                    let b = labels(&GAUGE_FAMILIES[TEAM_RATE], &[&id, &alias, kind]);
+                    g.set(TEAM_RATE, &b, limit as f64);
+                }
+            }
+            g.set(TEAM_MEMBERS, &block, r.try_get::<_, i64>(7)? as f64);
+        }
+        g.set(TEAMS_COUNT, "", rows.len() as f64);
+    }
+    if schema.has_table("LiteLLM_VerificationToken") {
+        for r in tx.query(sql::ENTITY_KEYS, &[]).await? {
+            let (token, alias): (String, String) = (r.try_get(0)?, r.try_get(1)?);
+            let block = labels(&GAUGE_FAMILIES[KEY_BUDGET], &[&token, &alias]);
+            g.budget(KEY_BUDGET, &block, r.try_get(2)?, r.try_get(3)?, r.try_get(4)?);
+            for (col, kind) in [(5, "requests"), (6, "tokens")] {
+                if let Some(limit) = r.try_get::<_, Option<i64>>(col)? {
+                    let b = labels(&GAUGE_FAMILIES[KEY_RATE], &[&token, &alias, kind]);
+                    g.set(KEY_RATE, &b, limit as f64);
+                }
+            }
+        }
+    }
+    if schema.has_table("LiteLLM_UserTable") {
+        for r in tx.query(sql::ENTITY_USERS, &[]).await? {
+            let id: String = r.try_get(0)?;
+            let block = if cfg.user_email_alias {
+                let (email, alias): (String, String) = (r.try_get(1)?, r.try_get(2)?);
+                label_block(USER_WITH_EMAIL, &[&id, &email, &alias])
+            } else {
+                labels(&GAUGE_FAMILIES[USER_BUDGET], &[&id])
+            };
+            g.budget(USER_BUDGET, &block, r.try_get(3)?, r.try_get(4)?, r.try_get(5)?);
+        }
+        let r = tx.query_one(sql::ENTITY_USER_COUNTS, &[]).await?;
+        g.set(TOTAL_USERS, "", r.try_get::<_, i64>(0)? as f64);
+        g.set(ACTIVE_USERS, "", r.try_get::<_, i64>(1)? as f64);
+    }
+    let has_budgets = schema.has_table("LiteLLM_BudgetTable");
+    if schema.has_table("LiteLLM_OrganizationTable") && has_budgets {
+        for r in tx.query(sql::ENTITY_ORGS, &[]).await? {
+            let (id, alias): (String, String) = (r.try_get(0)?, r.try_get(1)?);
+            let block = labels(&GAUGE_FAMILIES[ORG_BUDGET], &[&id, &alias]);
+            g.budget(ORG_BUDGET, &block, r.try_get(2)?, r.try_get(3)?, r.try_get(4)?);
+            org_aliases.insert(id, alias);
+        }
+    }
+    if cfg.customers && schema.has_table("LiteLLM_EndUserTable") && has_budgets {
+        for r in tx.query(sql::ENTITY_CUSTOMERS, &[]).await? {
+            let id: String = r.try_get(0)?;
+            let block = labels(&GAUGE_FAMILIES[CUSTOMER_BUDGET], &[&id]);
+            g.budget(CUSTOMER_BUDGET, &block, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?);
+        }
+    }
+    tx.commit().await?;
+    let bad_numbers = g.bad;
+    let (text, series) = g.render();
+    Ok(Snapshot {
+        text,
+        org_aliases,
+        series,
+        bad_numbers,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn indices_match_the_catalogue() {
+        let at = |i: usize| GAUGE_FAMILIES[i].name;
+        assert_eq!(at(TEAM_BUDGET), "litellm_remaining_team_budget_metric");
+        assert_eq!(at(KEY_BUDGET), "litellm_remaining_api_key_budget_metric");
+        assert_eq!(at(USER_BUDGET), "litellm_remaining_user_budget_metric");
+        assert_eq!(at(ORG_BUDGET), "litellm_remaining_org_budget_metric");
+        assert_eq!(at(CUSTOMER_BUDGET), "litellm_remaining_customer_budget_metric");
+        assert_eq!(at(KEY_RATE), "litellm_api_key_rate_limit_allowed_metric");
+        assert_eq!(at(TEAM_RATE), "litellm_team_rate_limit_allowed_metric");
+        assert_eq!(at(TEAM_MEMBERS), "litellm_team_members_metric");
+        assert_eq!(at(TOTAL_USERS), "litellm_total_users");
+        assert_eq!(at(ACTIVE_USERS), "litellm_active_users");
+        assert_eq!(at(TEAMS_COUNT), "litellm_teams_count");
+        for base in [TEAM_BUDGET, KEY_BUDGET, USER_BUDGET, ORG_BUDGET, CUSTOMER_BUDGET] {
+            assert!(at(base + 1).ends_with("max_budget_metric"));
+            assert!(at(base + 2).ends_with("remaining_hours_metric"));
+        }
+    }
+
+    #[test]
+    fn unlimited_budget_is_inf_and_nan_is_dropped() {
+        let mut g = Gauges::new();
+        g.budget(TEAM_BUDGET, "{}", None, 3.0, None);
+        g.budget(TEAM_BUDGET, "{x}", Some(f64::NAN), 3.0, Some(1.0));
+        assert_eq!(g.samples[TEAM_BUDGET], vec![("{}".to_string(), f64::INFINITY)]);
+        assert!(g.samples[TEAM_BUDGET + 1].is_empty());
+        assert_eq!(g.bad, 2);
+    }
+}

@@ -1,0 +1,299 @@
+//! The ledger: counters and histograms over `LiteLLM_SpendLogs`, kept so that every row is counted
+//! exactly once. This module owns the totals per label class and the memory of recent rows that
+//! makes re-reads harmless; `read` owns the SQL, `tail` decides what to read when.
+//!
+//! Accounting rules (see ARCHITECTURE.md):
+//! - A row is identified by (`request_id`, `startTime`). The first version seen adds one request,
+//!   its histogram observations and its additive values (spend, tokens) to its class.
+//! - A later version of a remembered row adds only the growth of its additive values. A class
+//!   change or a shrinking value is ignored and counted in `corrections_ignored`: counters never
+//!   decrease.
+//! - Rows are remembered while their `startTime` is inside the lateness window; older rows can no
+//!   longer change the totals.
+
+pub mod class;
+pub mod read;
+pub mod tail;
+pub mod values;
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+use class::ClassKey;
+use values::{ClassAcc, RowValues, Thresholds, NV};
+
+/// One row as read by `read::rows`.
+#[derive(Debug, Clone)]
+pub struct RawRow {
+    pub request_id: String,
+    pub start_ms: i64,
+    pub xmin: u32,
+    pub key: ClassKey,
+    pub values: RowValues,
+}
+
+/// What the ledger remembers of a recent row: its class, the tuple version counted, and its
+/// additive values as counted so far.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Memo {
+    pub class: u32,
+    pub xmin: u32,
+    pub spend_pico: i64,
+    pub v: [i64; NV],
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Stats {
+    /// Distinct rows counted since the totals were built (grouped rows included).
+    pub rows_ingested: u64,
+    /// Numbers that were NaN, infinite, negative or absurd and were counted as 0.
+    pub bad_numbers: u64,
+    /// In-place rewrites whose shrinking values or changed labels were not applied.
+    pub corrections_ignored: u64,
+    /// Newest `startTime` (ms since the epoch, UTC wall clock) among counted rows.
+    pub newest_start_ms: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    New,
+    Grown,
+    Unchanged,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClassEntry {
+    pub key: ClassKey,
+    pub acc: ClassAcc,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Ledger {
+    classes: Vec<ClassEntry>,
+    #[serde(skip)]
+    index: HashMap<ClassKey, u32>,
+    memo: HashMap<String, HashMap<i64, Memo>>,
+    memo_len: usize,
+    pub stats: Stats,
+    /// Bumped on every change, so the renderer knows when its cached text is stale.
+    #[serde(skip)]
+    pub version: u64,
+}
+
+impl Default for Ledger {
+    fn default() -> Self {
+        Ledger {
+            classes: Vec::new(),
+            index: HashMap::new(),
+            memo: HashMap::new(),
+            memo_len: 0,
+            stats: Stats::default(),
+            version: 1,
+        }
+    }
+}
+
+impl Ledger {
+    /// Rebuilds the lookup index after deserialisation.
+    pub fn reindex(&mut self) {
+        self.index = self
+            .classes
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.key.clone(), i as u32))
+            .collect();
+        self.version += 1;
+    }
+
+    pub fn classes(&self) -> &[ClassEntry] {
+        &self.classes
+    }
+
+    pub fn remembered_rows(&self) -> usize {
+        self.memo_len
+    }
+
+    fn intern(&mut self, key: ClassKey) -> u32 {
+        if let Some(i) = self.index.get(&key) {
+            return *i;
+        }
+        let i = self.classes.len() as u32;
+        self.index.insert(key.clone(), i);
+        self.classes.push(ClassEntry {
+            key,
+            acc: ClassAcc::default(),
+        });
+        i
+    }
+
+    fn note_start(&mut self, start_ms: i64) {
+        // Rows dated in the far future (or the +infinity sentinel) would pin the lag at zero.
+        if start_ms == i64::MAX {
+            return;
+        }
+        self.stats.newest_start_ms = Some(self.stats.newest_start_ms.map_or(start_ms, |n| n.max(start_ms)));
+    }
+
+    /// Adds a group of rows that can no longer change (start-up rebuild of old rows).
+    pub fn add_group(&mut self, key: ClassKey, acc: &ClassAcc, bad: u64, max_start_ms: i64) {
+        let i = self.intern(key) as usize;
+        self.classes[i].acc.merge(acc);
+        self.stats.rows_ingested += acc.rows;
+        self.stats.bad_numbers += bad;
+        self.note_start(max_start_ms);
+        self.version += 1;
+    }
+
+    /// Counts one row version. `remember` keeps it for later re-reads; rows older than the
+    /// lateness window are counted without being remembered.
+    pub fn apply_row(&mut self, row: RawRow, remember: bool, thresholds: &Thresholds) -> Applied {
+        if let Some(m) = self
+            .memo
+            .get_mut(&row.request_id)
+            .and_then(|by_start| by_start.get_mut(&row.start_ms))
+        {
+            if m.xmin == row.xmin {
+                return Applied::Unchanged;
+            }
+            m.xmin = row.xmin;
+            let class = m.class as usize;
+            let mut shrank = false;
+            let mut grew = false;
+            let acc = &mut self.classes[class].acc;
+            let d = row.values.spend_pico - m.spend_pico;
+            if d > 0 {
+                acc.add.spend_pico += d as u128;
+                m.spend_pico = row.values.spend_pico;
+                grew = true;
+            } else if d < 0 {
+                shrank = true;
+            }
+            for (j, new) in row.values.v.iter().enumerate() {
+                let d = new - m.v[j];
+                if d > 0 {
+                    acc.add.v[j] += d as u64;
+                    m.v[j] = *new;
+                    grew = true;
+                } else if d < 0 {
+                    shrank = true;
+                }
+            }
+            if shrank || self.classes[class].key != row.key {
+                self.stats.corrections_ignored += 1;
+            }
+            if grew {
+                self.version += 1;
+                return Applied::Grown;
+            }
+            return Applied::Unchanged;
+        }
+
+        let class = self.intern(row.key);
+        let acc = &mut self.classes[class as usize].acc;
+        acc.rows += 1;
+        acc.add.spend_pico += row.values.spend_pico.max(0) as u128;
+        for (a, v) in acc.add.v.iter_mut().zip(row.values.v) {
+            *a += v.max(0) as u64;
+        }
+        for (h, obs) in row.values.hist.iter().enumerate() {
+            if let Some(v) = obs {
+                acc.hist[h].observe(*v, &thresholds.micros[h]);
+            }
+        }
+        self.stats.rows_ingested += 1;
+        self.stats.bad_numbers += row.values.bad_numbers.max(0) as u64;
+        self.note_start(row.start_ms);
+        if remember {
+            let memo = Memo {
+                class,
+                xmin: row.xmin,
+                spend_pico: row.values.spend_pico.max(0),
+                v: row.values.v.map(|x| x.max(0)),
+            };
+            if self
+                .memo
+                .entry(row.request_id)
+                .or_default()
+                .insert(row.start_ms, memo)
+                .is_none()
+            {
+                self.memo_len += 1;
+            }
+        }
+        self.version += 1;
+        Applied::New
+    }
+
+    /// Forgets rows that started before `before_ms`: no read will return them again.
+    pub fn forget_before(&mut self, before_ms: i64) {
+        let mut removed = 0;
+        self.memo.retain(|_, by_start| {
+            let n = by_start.len();
+            by_start.retain(|start, _| *start >= before_ms);
+            removed += n - by_start.len();
+            !by_start.is_empty()
+        });
+        self.memo_len -= removed;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(id: &str, xmin: u32, spend: i64, team: &str) -> RawRow {
+        RawRow {
+            request_id: id.into(),
+            start_ms: 1000,
+            xmin,
+            key: ClassKey {
+                team_id: team.into(),
+                ..Default::default()
+            },
+            values: RowValues {
+                spend_pico: spend,
+                hist: [Some(5), None, None, None, None],
+                ..Default::default()
+            },
+        }
+    }
+
+    fn t() -> Thresholds {
+        Thresholds::new(&[0.001], &[0.001])
+    }
+
+    #[test]
+    fn each_version_counted_once() {
+        let mut l = Ledger::default();
+        assert_eq!(l.apply_row(row("a", 1, 10, "t"), true, &t()), Applied::New);
+        assert_eq!(l.apply_row(row("a", 1, 10, "t"), true, &t()), Applied::Unchanged);
+        assert_eq!(l.apply_row(row("a", 2, 30, "t"), true, &t()), Applied::Grown);
+        let acc = &l.classes()[0].acc;
+        assert_eq!(acc.rows, 1);
+        assert_eq!(acc.add.spend_pico, 30);
+        assert_eq!(acc.hist[0].count, 1);
+    }
+
+    #[test]
+    fn shrinking_and_moving_rows_never_decrease() {
+        let mut l = Ledger::default();
+        l.apply_row(row("a", 1, 30, "t"), true, &t());
+        assert_eq!(l.apply_row(row("a", 2, 10, "u"), true, &t()), Applied::Unchanged);
+        assert_eq!(l.classes().len(), 1);
+        assert_eq!(l.classes()[0].acc.add.spend_pico, 30);
+        assert_eq!(l.stats.corrections_ignored, 1);
+    }
+
+    #[test]
+    fn forgetting_bounds_memory() {
+        let mut l = Ledger::default();
+        l.apply_row(row("a", 1, 1, "t"), true, &t());
+        let mut b = row("b", 1, 1, "t");
+        b.start_ms = 5000;
+        l.apply_row(b, true, &t());
+        assert_eq!(l.remembered_rows(), 2);
+        l.forget_before(2000);
+        assert_eq!(l.remembered_rows(), 1);
+    }
+}

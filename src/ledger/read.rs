@@ -1,0 +1,241 @@
+//! The ledger's SQL: builds the projection for the detected schema and label settings, and reads
+//! rows or grouped rows inside a caller's read-only transaction. Nothing here decides *what* to
+//! read; that is `tail`'s job.
+
+use tokio_postgres::{Row, Transaction};
+
+use super::class::{ClassKey, KEY_COLUMNS};
+use super::values::{ClassAcc, RowValues, Thresholds, NV};
+use super::RawRow;
+use crate::schema::Schema;
+use crate::sql;
+
+/// Which person-identifying dimensions are read at all. Off means the label is exported as
+/// "None" and the value never leaves the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct Identity {
+    pub end_user: bool,
+    pub user_email: bool,
+    pub client_ip: bool,
+}
+
+/// The two ledger statements for one schema and one label configuration.
+#[derive(Debug, Clone)]
+pub struct Projection {
+    rows_sql: String,
+    grouped_sql: String,
+    pub thresholds: Thresholds,
+}
+
+impl Projection {
+    pub fn new(schema: &Schema, identity: Identity, thresholds: Thresholds) -> Self {
+        let col = |name: &str, expr: &'static str| -> &'static str {
+            if schema.has_column("LiteLLM_SpendLogs", name) {
+                expr
+            } else {
+                "NULL::text"
+            }
+        };
+        let opt = |on: bool, expr: &'static str| if on { expr } else { "''::text" };
+        let projection = sql::fill(
+            sql::LEDGER_PROJECT,
+            &[
+                ("status", col("status", "s.status")),
+                ("organization_id", col("organization_id", "s.organization_id")),
+                (
+                    "user_email",
+                    opt(
+                        identity.user_email,
+                        "left(coalesce(m.md->>'user_api_key_user_email', ''), 1024)",
+                    ),
+                ),
+                (
+                    "end_user",
+                    opt(identity.end_user, "left(coalesce(s.end_user, ''), 1024)"),
+                ),
+                (
+                    "client_ip",
+                    opt(
+                        identity.client_ip,
+                        "left(coalesce(s.requester_ip_address, ''), 1024)",
+                    ),
+                ),
+            ],
+        );
+        let names = [
+            "total_latency_us",
+            "llm_api_latency_us",
+            "ttft_us",
+            "overhead_us",
+            "per_token_us",
+        ];
+        let mut buckets = String::new();
+        for (h, name) in names.iter().enumerate() {
+            for t in &thresholds.micros[h] {
+                buckets.push_str(&format!(
+                    ",\n  count(*) FILTER (WHERE {name} <= {t})::bigint"
+                ));
+            }
+        }
+        let grouped_sql = sql::fill(
+            sql::LEDGER_GROUPED,
+            &[("buckets", &buckets), ("projection", &projection)],
+        );
+        Projection {
+            rows_sql: projection,
+            grouped_sql,
+            thresholds,
+        }
+    }
+
+    pub fn rows_sql(&self) -> &str {
+        &self.rows_sql
+    }
+
+    pub fn grouped_sql(&self) -> &str {
+        &self.grouped_sql
+    }
+}
+
+/// The snapshot a read transaction sees, and the database clock.
+#[derive(Debug, Clone, Copy)]
+pub struct Snap {
+    pub xmin: i64,
+    pub xmax: i64,
+    pub now_ms: i64,
+}
+
+pub async fn snapshot(tx: &Transaction<'_>) -> Result<Snap, tokio_postgres::Error> {
+    let r = tx.query_one(sql::LEDGER_SNAPSHOT, &[]).await?;
+    Ok(Snap {
+        xmin: r.try_get(0)?,
+        xmax: r.try_get(1)?,
+        now_ms: r.try_get(2)?,
+    })
+}
+
+/// Oldest finite `startTime` in ms, or None for an empty table.
+pub async fn oldest_start(tx: &Transaction<'_>) -> Result<Option<i64>, tokio_postgres::Error> {
+    tx.query_one(sql::LEDGER_BOUNDS, &[]).await?.try_get(0)
+}
+
+/// A bound as PostgreSQL timestamp text; None is the infinity on that side.
+fn bound(ms: Option<i64>, upper: bool) -> String {
+    match ms.and_then(chrono::DateTime::from_timestamp_millis) {
+        Some(t) => t.naive_utc().format("%Y-%m-%d %H:%M:%S%.3f").to_string(),
+        None if upper => "infinity".into(),
+        None => "-infinity".into(),
+    }
+}
+
+/// Rows with `startTime` in [lo, hi) created by transactions >= `since` (0: all).
+pub async fn rows(
+    tx: &Transaction<'_>,
+    p: &Projection,
+    lo: Option<i64>,
+    hi: Option<i64>,
+    since: i64,
+    xmax: i64,
+) -> Result<Vec<RawRow>, tokio_postgres::Error> {
+    let (lo, hi) = (bound(lo, false), bound(hi, true));
+    let out = tx.query(&p.rows_sql, &[&lo, &hi, &since, &xmax]).await?;
+    out.iter().map(decode_row).collect()
+}
+
+fn decode_row(r: &Row) -> Result<RawRow, tokio_postgres::Error> {
+    let key = ClassKey::from_row(r, 3)?;
+    let base = 3 + KEY_COLUMNS;
+    let mut v = [0i64; NV];
+    for (j, slot) in v.iter_mut().enumerate() {
+        *slot = r.try_get(base + 1 + j)?;
+    }
+    let h = base + 2 + NV;
+    Ok(RawRow {
+        request_id: r.try_get(0)?,
+        start_ms: r.try_get(1)?,
+        xmin: r.try_get::<_, i64>(2)? as u32,
+        key,
+        values: RowValues {
+            spend_pico: r.try_get(base)?,
+            v,
+            bad_numbers: r.try_get(base + 1 + NV)?,
+            hist: [
+                r.try_get(h)?,
+                r.try_get(h + 1)?,
+                r.try_get(h + 2)?,
+                r.try_get(h + 3)?,
+                r.try_get(h + 4)?,
+            ],
+        },
+    })
+}
+
+/// One group of the start-up rebuild.
+#[derive(Debug, Clone)]
+pub struct Group {
+    pub key: ClassKey,
+    pub acc: ClassAcc,
+    pub bad: u64,
+    pub max_start_ms: i64,
+}
+
+/// Rows with `startTime` in [lo, hi), summed per class.
+pub async fn grouped(
+    tx: &Transaction<'_>,
+    p: &Projection,
+    lo: Option<i64>,
+    hi: Option<i64>,
+) -> Result<Vec<Group>, GroupError> {
+    let (lo, hi) = (bound(lo, false), bound(hi, true));
+    let out = tx
+        .query(&p.grouped_sql, &[&lo, &hi, &0i64, &0i64])
+        .await?;
+    out.iter().map(|r| decode_group(r, &p.thresholds)).collect()
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GroupError {
+    #[error(transparent)]
+    Db(#[from] tokio_postgres::Error),
+    #[error("spend sum {0:?} is not an integer")]
+    Spend(String),
+}
+
+fn u(r: &Row, i: usize) -> Result<u64, tokio_postgres::Error> {
+    Ok(r.try_get::<_, i64>(i)?.max(0) as u64)
+}
+
+fn decode_group(r: &Row, t: &Thresholds) -> Result<Group, GroupError> {
+    let key = ClassKey::from_row(r, 0)?;
+    let b = KEY_COLUMNS;
+    let spend: String = r.try_get(b + 2)?;
+    let mut acc = ClassAcc {
+        rows: u(r, b)?,
+        ..Default::default()
+    };
+    acc.add.spend_pico = spend.parse().map_err(|_| GroupError::Spend(spend))?;
+    for j in 0..NV {
+        acc.add.v[j] = u(r, b + 3 + j)?;
+    }
+    let bad = u(r, b + 3 + NV)?;
+    let mut col = b + 4 + NV;
+    for h in 0..5 {
+        acc.hist[h].count = u(r, col)?;
+        acc.hist[h].sum = u(r, col + 1)?;
+        col += 2;
+    }
+    for h in 0..5 {
+        let mut buckets = Vec::with_capacity(t.micros[h].len());
+        for _ in &t.micros[h] {
+            buckets.push(u(r, col)?);
+            col += 1;
+        }
+        acc.hist[h].buckets = buckets;
+    }
+    Ok(Group {
+        key,
+        acc,
+        bad,
+        max_start_ms: r.try_get(b + 1)?,
+    })
+}

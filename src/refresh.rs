@@ -1,0 +1,355 @@
+//! The refresh loop: on every tick it tails the spend log, re-reads the entity tables, renders the
+//! whole exposition once, and publishes it for the HTTP side. It owns the ledger (no locks on the
+//! counting path), retries the database with backoff, and saves the state file.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use deadpool_postgres::Pool;
+use tracing::{debug, info, warn};
+
+use crate::config::Config;
+use crate::db::{self, DbError};
+use crate::entities::{self, Snapshot};
+use crate::ledger::read::{self, Projection};
+use crate::ledger::tail::{Cursor, Tail};
+use crate::ledger::Ledger;
+use crate::render::LedgerRenderer;
+use crate::schema::Schema;
+use crate::selfmetrics::SelfMetrics;
+use crate::state;
+
+/// What the HTTP side reads: the last rendered exposition and the readiness facts.
+pub struct Shared {
+    exposition: RwLock<Bytes>,
+    pub selfm: SelfMetrics,
+    caught_up: AtomicBool,
+    db_up: AtomicBool,
+    /// Catch-up progress in per-mille, for the readiness message.
+    progress: AtomicU64,
+}
+
+impl Default for Shared {
+    fn default() -> Self {
+        Shared {
+            exposition: RwLock::new(Bytes::new()),
+            selfm: SelfMetrics::new(),
+            caught_up: AtomicBool::new(false),
+            db_up: AtomicBool::new(false),
+            progress: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Shared {
+    pub fn exposition(&self) -> Bytes {
+        self.exposition.read().map(|b| b.clone()).unwrap_or_default()
+    }
+
+    fn publish(&self, body: String) {
+        if let Ok(mut b) = self.exposition.write() {
+            *b = Bytes::from(body);
+        }
+    }
+
+    /// None when ready; otherwise why not.
+    pub fn not_ready_reason(&self) -> Option<String> {
+        if !self.db_up.load(Ordering::Relaxed) {
+            return Some("the database is unreachable or the last refresh failed".into());
+        }
+        if !self.caught_up.load(Ordering::Relaxed) {
+            let p = self.progress.load(Ordering::Relaxed) as f64 / 10.0;
+            return Some(format!("catching up with the spend log ({p:.1}% read)"));
+        }
+        None
+    }
+
+    fn set_ready_state(&self) {
+        let ready = self.db_up.load(Ordering::Relaxed) && self.caught_up.load(Ordering::Relaxed);
+        self.selfm.ready.set(i64::from(ready));
+        self.selfm.database_up.set(i64::from(self.db_up.load(Ordering::Relaxed)));
+    }
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// Settings that change how rows map to label classes; a state file written under other ones is
+/// not reused.
+pub fn fingerprint(cfg: &Config) -> String {
+    serde_json::json!({
+        "identity": cfg.identity,
+        "buckets": cfg.thresholds.bounds_s,
+    })
+    .to_string()
+}
+
+pub struct Refresher {
+    cfg: Config,
+    pool: Pool,
+    shared: Arc<Shared>,
+    ledger: Ledger,
+    tail: Tail,
+    renderer: LedgerRenderer,
+    schema: Option<Schema>,
+    projection: Option<Projection>,
+    entities: Snapshot,
+    fingerprint: String,
+    state_checked: bool,
+    last_save: Option<Instant>,
+    last_progress_log: Instant,
+}
+
+impl Refresher {
+    pub fn new(cfg: Config, shared: Arc<Shared>) -> Self {
+        let pool = db::pool(&cfg.target, &cfg.pool);
+        let fingerprint = fingerprint(&cfg);
+        let (ledger, cursor, state_checked) = match &cfg.state_file {
+            None => (Ledger::default(), Cursor::default(), true),
+            Some(path) => match state::load(path, &fingerprint, &cfg.target.display) {
+                Ok(Some((l, c))) => {
+                    info!(path = %path.display(), classes = l.classes().len(), "Loaded state file; resuming the counters.");
+                    (l, c, false)
+                }
+                Ok(None) => (Ledger::default(), Cursor::default(), true),
+                Err(e) => {
+                    shared.selfm.error("state");
+                    warn!(error = %e, "Cannot use the state file; rebuilding from the database.");
+                    (Ledger::default(), Cursor::default(), true)
+                }
+            },
+        };
+        Refresher {
+            tail: Tail::new(cfg.tail.clone(), cursor),
+            cfg,
+            pool,
+            shared,
+            ledger,
+            renderer: LedgerRenderer::default(),
+            schema: None,
+            projection: None,
+            entities: Snapshot::default(),
+            fingerprint,
+            state_checked,
+            last_save: None,
+            last_progress_log: Instant::now(),
+        }
+    }
+
+    /// Runs until `shutdown` turns true, then saves the state file once more.
+    pub async fn run(mut self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        let mut backoff = Duration::from_millis(500);
+        info!(database = %self.cfg.target.display, poll_interval = ?self.cfg.poll_interval, "Starting refresh loop.");
+        loop {
+            let started = Instant::now();
+            let ok = self.cycle().await;
+            self.publish();
+            self.maybe_save(false);
+            let wait = if ok {
+                backoff = Duration::from_millis(500);
+                self.cfg.poll_interval.saturating_sub(started.elapsed())
+            } else {
+                backoff = (backoff * 2).min(Duration::from_secs(30).max(self.cfg.poll_interval));
+                backoff
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = shutdown.changed() => break,
+            }
+            if *shutdown.borrow() {
+                break;
+            }
+        }
+        self.maybe_save(true);
+        info!("Refresh loop stopped.");
+    }
+
+    /// One refresh. Returns false if the database could not be read (the last values stay).
+    async fn cycle(&mut self) -> bool {
+        let t0 = Instant::now();
+        let ledger_result = self.refresh_ledger().await;
+        self.shared
+            .selfm
+            .refresh_duration
+            .with_label_values(&["ledger"])
+            .set(t0.elapsed().as_secs_f64());
+        let ledger_ok = match ledger_result {
+            Ok(()) => true,
+            Err(e) => {
+                self.shared.selfm.error(e.kind());
+                warn!(kind = e.kind(), error = %e, "Spend-log refresh failed; serving the last values.");
+                // A failure may mean a reconnect or a migration: detect the schema again.
+                self.schema = None;
+                false
+            }
+        };
+        let t1 = Instant::now();
+        let entities_ok = if ledger_ok {
+            match self.refresh_entities().await {
+                Ok(()) => true,
+                Err(e) => {
+                    self.shared.selfm.error("entities");
+                    warn!(kind = e.kind(), error = %e, "Entity refresh failed; serving the last budget gauges.");
+                    false
+                }
+            }
+        } else {
+            false
+        };
+        self.shared
+            .selfm
+            .refresh_duration
+            .with_label_values(&["entities"])
+            .set(t1.elapsed().as_secs_f64());
+        let ok = ledger_ok && entities_ok;
+        self.shared.db_up.store(ok, Ordering::Relaxed);
+        if ok {
+            self.shared.selfm.last_success.set(unix_now());
+        }
+        self.shared.set_ready_state();
+        ok
+    }
+
+    async fn refresh_ledger(&mut self) -> Result<(), DbError> {
+        let mut client = self.pool.get().await?;
+        if self.schema.is_none() {
+            let schema = Schema::detect(&client).await?;
+            for (feature, present) in schema.features() {
+                self.shared
+                    .selfm
+                    .schema_feature
+                    .with_label_values(&[&feature])
+                    .set(i64::from(present));
+            }
+            if let Some(missing) = schema.missing_tables().first() {
+                if *missing == "LiteLLM_SpendLogs" {
+                    return Err(DbError::MissingTable("LiteLLM_SpendLogs"));
+                }
+            }
+            for t in schema.missing_tables() {
+                warn!(table = t, "LiteLLM table not found; the metrics that need it are off.");
+            }
+            self.projection = Some(Projection::new(
+                &schema,
+                self.cfg.identity,
+                self.cfg.thresholds.clone(),
+            ));
+            self.schema = Some(schema);
+        }
+        let projection = self.projection.clone().expect("set with the schema");
+
+        if !self.state_checked {
+            // A state file from before a database restore would name transactions that never
+            // happened in this database; its positions cannot be trusted then.
+            let tx = db::read_tx(&mut client).await?;
+            let snap = read::snapshot(&tx).await?;
+            tx.commit().await?;
+            if self.tail.cursor.late_since > snap.xmax {
+                warn!("State file is ahead of the database (restored or replaced?); rebuilding from the database.");
+                self.ledger = Ledger::default();
+                self.tail.cursor = Cursor::default();
+            }
+            self.state_checked = true;
+        }
+
+        if !self.tail.cursor.caught_up() {
+            let shared = self.shared.clone();
+            let last_log = &mut self.last_progress_log;
+            let started = Instant::now();
+            info!("Catching up with the spend log.");
+            self.tail
+                .catch_up(&mut client, &mut self.ledger, &projection, |p| {
+                    let ratio = match p.from_ms {
+                        Some(from) if p.end_ms > from => {
+                            (p.done_ms - from) as f64 / (p.end_ms - from) as f64
+                        }
+                        _ => 1.0,
+                    }
+                    .clamp(0.0, 1.0);
+                    shared.selfm.catch_up_progress.set(ratio);
+                    shared.progress.store((ratio * 1000.0) as u64, Ordering::Relaxed);
+                    if last_log.elapsed() >= Duration::from_secs(5) {
+                        *last_log = Instant::now();
+                        info!(progress = format!("{:.1}%", ratio * 100.0), rows = p.rows, "Catch-up progress.");
+                    }
+                })
+                .await?;
+            self.shared.selfm.catch_up_progress.set(1.0);
+            self.shared.progress.store(1000, Ordering::Relaxed);
+            self.shared.caught_up.store(true, Ordering::Relaxed);
+            info!(
+                rows = self.ledger.stats.rows_ingested,
+                classes = self.ledger.classes().len(),
+                seconds = format!("{:.1}", started.elapsed().as_secs_f64()),
+                "Catch-up complete."
+            );
+        } else {
+            self.shared.caught_up.store(true, Ordering::Relaxed);
+            let r = self.tail.poll(&mut client, &mut self.ledger, &projection).await?;
+            self.shared.selfm.poll_rows_read.set(r.rows_read as i64);
+            debug!(read = r.rows_read, new = r.new_rows, grown = r.grown_rows, full_window = r.late_scan, "Polled the spend log.");
+        }
+        Ok(())
+    }
+
+    async fn refresh_entities(&mut self) -> Result<(), DbError> {
+        let mut client = self.pool.get().await?;
+        let schema = self.schema.clone().unwrap_or_default();
+        self.entities = entities::read(&mut client, &schema, &self.cfg.entities).await?;
+        SelfMetrics::catch_up_counter(&self.shared.selfm.bad_numbers, self.ledger.stats.bad_numbers + self.entities.bad_numbers);
+        Ok(())
+    }
+
+    fn publish(&mut self) {
+        let sm = &self.shared.selfm;
+        let stats = &self.ledger.stats;
+        SelfMetrics::catch_up_counter(&sm.rows_ingested, stats.rows_ingested);
+        SelfMetrics::catch_up_counter(&sm.corrections_ignored, stats.corrections_ignored);
+        if let Some(newest) = stats.newest_start_ms {
+            sm.ingest_lag.set((unix_now() - newest as f64 / 1000.0).max(0.0));
+        }
+        sm.remembered_rows.set(self.ledger.remembered_rows() as i64);
+        // Until this process has caught up, its totals may lag the values a previous process
+        // served (a state file is only saved every 30 s): serving them could look like a
+        // counter reset, so the ledger families appear only once they are complete.
+        let (mut body, counts) = if self.tail.cursor.caught_up() {
+            self.renderer.render(&self.ledger, &self.entities.org_aliases, &self.cfg.thresholds)
+        } else {
+            (String::new(), Vec::new())
+        };
+        body.push_str(&self.entities.text);
+        for (family, n) in counts.iter().chain(&self.entities.series) {
+            sm.series.with_label_values(&[family]).set(*n as i64);
+        }
+        self.shared.publish(body);
+    }
+
+    fn maybe_save(&mut self, force: bool) {
+        let Some(path) = self.cfg.state_file.clone() else {
+            return;
+        };
+        let due = self
+            .last_save
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(30).max(self.cfg.poll_interval));
+        if !(force || due) {
+            return;
+        }
+        match state::save(&path, &self.fingerprint, &self.cfg.target.display, &self.ledger, &self.tail.cursor) {
+            Ok(()) => {
+                self.last_save = Some(Instant::now());
+                self.shared.selfm.state_saved.set(unix_now());
+            }
+            Err(e) => {
+                self.shared.selfm.error("state");
+                warn!(error = %e, "Cannot write the state file.");
+                self.last_save = Some(Instant::now());
+            }
+        }
+    }
+}

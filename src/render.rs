@@ -1,0 +1,283 @@
+//! The Prometheus text exposition (format 0.0.4) of the ledger's families: label escaping,
+//! number formatting, and the mapping from label classes to series, cached between refreshes so
+//! that a refresh costs one pass over the classes, not one lookup per row.
+
+use std::collections::HashMap;
+use std::fmt::Write;
+
+use crate::catalogue::{CounterValue, Kind, LedgerFamily, Rows, LEDGER_FAMILIES};
+use crate::ledger::class::ClassKey;
+use crate::ledger::values::{additive_index, ClassAcc, HistAcc, Thresholds};
+use crate::ledger::Ledger;
+
+/// LiteLLM's label sanitising (newline to space, CR and Unicode line/paragraph separators
+/// removed) followed by the exposition format's escaping of backslash, quote and newline.
+pub fn push_label_value(out: &mut String, v: &str) {
+    for ch in v.chars() {
+        match ch {
+            '\n' => out.push(' '),
+            '\r' | '\u{2028}' | '\u{2029}' => {}
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            c => out.push(c),
+        }
+    }
+}
+
+/// `{a="x",b="y"}`, or the empty string for no labels.
+pub fn label_block(names: &[&str], values: &[&str]) -> String {
+    if names.is_empty() {
+        return String::new();
+    }
+    let mut out = String::with_capacity(16 * names.len());
+    out.push('{');
+    for (i, (n, v)) in names.iter().zip(values).enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(n);
+        out.push_str("=\"");
+        push_label_value(&mut out, v);
+        out.push('"');
+    }
+    out.push('}');
+    out
+}
+
+/// A sample value: `+Inf`, `-Inf`, `NaN`, or the shortest decimal that reads back exactly.
+pub fn fmt_value(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v == f64::INFINITY {
+        "+Inf".into()
+    } else if v == f64::NEG_INFINITY {
+        "-Inf".into()
+    } else {
+        format!("{v}")
+    }
+}
+
+/// Bucket bounds the way LiteLLM's Python client prints them (`1.0`, `0.005`).
+pub fn fmt_le(b: f64) -> String {
+    if b.fract() == 0.0 && b.abs() < 1e15 {
+        format!("{b:.1}")
+    } else {
+        format!("{b}")
+    }
+}
+
+pub fn push_header(out: &mut String, name: &str, help: &str, kind: &str) {
+    let _ = writeln!(out, "# HELP {name} {}", help.replace('\\', "\\\\").replace('\n', "\\n"));
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+/// Token-detail and cache families appear only once they have counted something, as in LiteLLM,
+/// which increments them only for positive values.
+fn only_when_positive(v: CounterValue) -> bool {
+    !matches!(
+        v,
+        CounterValue::Requests
+            | CounterValue::Spend
+            | CounterValue::TotalTokens
+            | CounterValue::PromptTokens
+            | CounterValue::CompletionTokens
+    )
+}
+
+fn counts_class(f: &LedgerFamily, k: &ClassKey) -> bool {
+    let rows_ok = match f.rows {
+        Rows::All => true,
+        Rows::Success => !k.failed,
+        Rows::Failure => k.failed,
+    };
+    rows_ok
+        && match f.kind {
+            Kind::Counter(CounterValue::CacheHits | CounterValue::CachedTokens) => k.is_cache_hit(),
+            Kind::Counter(CounterValue::CacheMisses) => k.is_cache_miss(),
+            _ => true,
+        }
+}
+
+/// A counter's contribution from one class, in the family's integer unit.
+fn counter_units(v: CounterValue, acc: &ClassAcc) -> u128 {
+    match v {
+        CounterValue::Requests | CounterValue::CacheHits | CounterValue::CacheMisses => {
+            u128::from(acc.rows)
+        }
+        CounterValue::Spend => acc.add.spend_pico,
+        CounterValue::CachedTokens => u128::from(acc.add.v[0]),
+        other => u128::from(acc.add.v[additive_index(other).unwrap_or(0)]),
+    }
+}
+
+/// Integer units to the exposed value. Division by a constant keeps the mapping monotonic, so
+/// a counter whose integer grows never shows a smaller float.
+fn counter_value(v: CounterValue, units: u128) -> String {
+    match v {
+        CounterValue::Spend => fmt_value(units as f64 / 1e12),
+        CounterValue::VideoSeconds => fmt_value(units as f64 / 1e6),
+        _ => units.to_string(),
+    }
+}
+
+#[derive(Default)]
+struct FamilyIndex {
+    index: HashMap<String, u32>,
+    blocks: Vec<String>,
+}
+
+/// Renders the ledger families, remembering which series each class belongs to.
+#[derive(Default)]
+pub struct LedgerRenderer {
+    families: Vec<FamilyIndex>,
+    class_series: Vec<Vec<u32>>,
+    org_aliases: HashMap<String, String>,
+}
+
+const NONE: u32 = u32::MAX;
+
+impl LedgerRenderer {
+    fn assign(&mut self, ledger: &Ledger) {
+        if self.families.len() != LEDGER_FAMILIES.len() {
+            self.families = LEDGER_FAMILIES.iter().map(|_| FamilyIndex::default()).collect();
+        }
+        let classes = ledger.classes();
+        for c in &classes[self.class_series.len()..] {
+            let org = self.org_aliases.get(&c.key.org_id).map(String::as_str);
+            let mut ids = Vec::with_capacity(LEDGER_FAMILIES.len());
+            for (f, fam) in LEDGER_FAMILIES.iter().enumerate() {
+                if !counts_class(fam, &c.key) {
+                    ids.push(NONE);
+                    continue;
+                }
+                let names: Vec<&str> = fam.labels.iter().map(|l| l.name()).collect();
+                let values: Vec<String> =
+                    fam.labels.iter().map(|l| c.key.label_value(*l, org)).collect();
+                let values: Vec<&str> = values.iter().map(String::as_str).collect();
+                let inner = label_block(&names, &values);
+                let idx = &mut self.families[f];
+                let next = idx.blocks.len() as u32;
+                let id = *idx.index.entry(inner.clone()).or_insert_with(|| {
+                    idx.blocks.push(inner);
+                    next
+                });
+                ids.push(id);
+            }
+            self.class_series.push(ids);
+        }
+    }
+
+    /// Renders every ledger family. Returns the text and the number of series per family.
+    pub fn render(
+        &mut self,
+        ledger: &Ledger,
+        org_aliases: &HashMap<String, String>,
+        t: &Thresholds,
+    ) -> (String, Vec<(&'static str, usize)>) {
+        if *org_aliases != self.org_aliases {
+            // An organization was renamed: its series move to the new alias, as in LiteLLM.
+            *self = LedgerRenderer {
+                org_aliases: org_aliases.clone(),
+                ..Default::default()
+            };
+        }
+        self.assign(ledger);
+        let classes = ledger.classes();
+        let mut out = String::with_capacity(256 * classes.len().max(16));
+        let mut counts = Vec::with_capacity(LEDGER_FAMILIES.len());
+        for (f, fam) in LEDGER_FAMILIES.iter().enumerate() {
+            let blocks = &self.families[f].blocks;
+            let mut written = 0usize;
+            match fam.kind {
+                Kind::Counter(v) => {
+                    let mut sums = vec![0u128; blocks.len()];
+                    for (c, ids) in classes.iter().zip(&self.class_series) {
+                        if ids[f] != NONE {
+                            sums[ids[f] as usize] += counter_units(v, &c.acc);
+                        }
+                    }
+                    let name = format!("{}_total", fam.name);
+                    let mut body = String::new();
+                    for (block, units) in blocks.iter().zip(&sums) {
+                        if *units == 0 && only_when_positive(v) {
+                            continue;
+                        }
+                        let _ = writeln!(body, "{name}{block} {}", counter_value(v, *units));
+                        written += 1;
+                    }
+                    if written > 0 {
+                        push_header(&mut out, &name, fam.help, "counter");
+                        out.push_str(&body);
+                    }
+                }
+                Kind::Histogram(h) => {
+                    let hi = h.index();
+                    let bounds = &t.bounds_s[hi];
+                    let mut sums: Vec<HistAcc> = vec![HistAcc::default(); blocks.len()];
+                    for (c, ids) in classes.iter().zip(&self.class_series) {
+                        if ids[f] != NONE {
+                            sums[ids[f] as usize].merge(&c.acc.hist[hi]);
+                        }
+                    }
+                    let les: Vec<String> = bounds.iter().map(|b| fmt_le(*b)).collect();
+                    let mut body = String::new();
+                    for (block, acc) in blocks.iter().zip(&sums) {
+                        if acc.count == 0 {
+                            continue;
+                        }
+                        written += 1;
+                        let open = if block.is_empty() {
+                            "{".to_string()
+                        } else {
+                            format!("{},", &block[..block.len() - 1])
+                        };
+                        for (i, le) in les.iter().enumerate() {
+                            let n = acc.buckets.get(i).copied().unwrap_or(0);
+                            let _ = writeln!(body, "{}_bucket{open}le=\"{le}\"}} {n}", fam.name);
+                        }
+                        let _ = writeln!(body, "{}_bucket{open}le=\"+Inf\"}} {}", fam.name, acc.count);
+                        let _ = writeln!(body, "{}_count{block} {}", fam.name, acc.count);
+                        let _ = writeln!(body, "{}_sum{block} {}", fam.name, fmt_value(acc.sum as f64 / 1e6));
+                    }
+                    if written > 0 {
+                        push_header(&mut out, fam.name, fam.help, "histogram");
+                        out.push_str(&body);
+                    }
+                }
+            }
+            counts.push((fam.name, written));
+        }
+        (out, counts)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_like_litellm_then_the_format() {
+        let mut s = String::new();
+        push_label_value(&mut s, "a\"b\\c\nd\re\u{2028}f");
+        assert_eq!(s, "a\\\"b\\\\c def");
+    }
+
+    #[test]
+    fn formats_numbers() {
+        assert_eq!(fmt_value(f64::INFINITY), "+Inf");
+        assert_eq!(fmt_value(0.1), "0.1");
+        assert_eq!(fmt_le(1.0), "1.0");
+        assert_eq!(fmt_le(0.005), "0.005");
+        assert_eq!(counter_value(CounterValue::Spend, 1_500_000_000_000), "1.5");
+    }
+
+    #[test]
+    fn spend_is_monotonic_in_its_integer() {
+        let mut last = 0.0f64;
+        for units in (0u128..2_000_000).step_by(7919).chain([u128::MAX / 3, u128::MAX / 2]) {
+            let v: f64 = counter_value(CounterValue::Spend, units).parse().expect("number");
+            assert!(v >= last);
+            last = v;
+        }
+    }
+}

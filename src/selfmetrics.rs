@@ -1,0 +1,98 @@
+//! The exporter's own metrics (`litellm_exporter_*`), kept in a registry of the `prometheus`
+//! crate: whether the database answers, how fresh and how expensive the data is, what went wrong.
+
+use prometheus::{Encoder, Gauge, GaugeVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+
+pub struct SelfMetrics {
+    registry: Registry,
+    pub database_up: IntGauge,
+    pub ready: IntGauge,
+    pub last_success: Gauge,
+    pub refresh_duration: GaugeVec,
+    pub rows_ingested: IntCounter,
+    pub ingest_lag: Gauge,
+    pub errors: IntCounterVec,
+    pub series: IntGaugeVec,
+    pub bad_numbers: IntCounter,
+    pub corrections_ignored: IntCounter,
+    pub catch_up_progress: Gauge,
+    pub remembered_rows: IntGauge,
+    pub poll_rows_read: IntGauge,
+    pub schema_feature: IntGaugeVec,
+    pub state_saved: Gauge,
+}
+
+fn opts(name: &str, help: &str) -> Opts {
+    Opts::new(name, help)
+}
+
+impl SelfMetrics {
+    pub fn new() -> Self {
+        let r = Registry::new();
+        macro_rules! reg {
+            ($m:expr) => {{
+                let m = $m.expect("metric definitions are static and valid");
+                r.register(Box::new(m.clone())).expect("names are unique");
+                m
+            }};
+        }
+        let build = reg!(IntGaugeVec::new(
+            opts("litellm_exporter_build_info", "Version, git revision and compiler of this exporter; always 1."),
+            &["version", "revision", "rustc"]
+        ));
+        build
+            .with_label_values(&[crate::VERSION, crate::REVISION, crate::RUSTC])
+            .set(1);
+        let m = SelfMetrics {
+            database_up: reg!(IntGauge::with_opts(opts("litellm_exporter_database_up", "1 if the last refresh could read LiteLLM's database, else 0."))),
+            ready: reg!(IntGauge::with_opts(opts("litellm_exporter_ready", "1 once the first complete catch-up of the spend log has finished and the database answers."))),
+            last_success: reg!(Gauge::with_opts(opts("litellm_exporter_last_refresh_success_timestamp_seconds", "Unix time of the last refresh that read the database without error."))),
+            refresh_duration: reg!(GaugeVec::new(opts("litellm_exporter_refresh_duration_seconds", "Wall time of the last refresh, by source."), &["source"])),
+            rows_ingested: reg!(IntCounter::with_opts(opts("litellm_exporter_rows_ingested_total", "Distinct spend-log rows counted into the counters."))),
+            ingest_lag: reg!(Gauge::with_opts(opts("litellm_exporter_ingest_lag_seconds", "Database time now minus the newest startTime counted; grows while no traffic arrives."))),
+            errors: reg!(IntCounterVec::new(opts("litellm_exporter_errors_total", "Failed refreshes by kind (connect, timeout, query, schema, conflict, entities, state)."), &["kind"])),
+            series: reg!(IntGaugeVec::new(opts("litellm_exporter_series", "Series exported per LiteLLM metric family."), &["family"])),
+            bad_numbers: reg!(IntCounter::with_opts(opts("litellm_exporter_bad_numbers_total", "NaN, infinite, negative or absurd numbers in LiteLLM's tables that were counted as 0 or skipped."))),
+            corrections_ignored: reg!(IntCounter::with_opts(opts("litellm_exporter_corrections_ignored_total", "Rewritten spend-log rows whose shrinking values or changed labels were not applied, so that no counter decreases."))),
+            catch_up_progress: reg!(Gauge::with_opts(opts("litellm_exporter_catch_up_progress_ratio", "Share of the spend-log history read by the start-up catch-up (1 when done)."))),
+            remembered_rows: reg!(IntGauge::with_opts(opts("litellm_exporter_remembered_rows", "Recent spend-log rows kept in memory to recognise late rewrites."))),
+            poll_rows_read: reg!(IntGauge::with_opts(opts("litellm_exporter_poll_rows_read", "Rows returned by the last steady-state poll."))),
+            schema_feature: reg!(IntGaugeVec::new(opts("litellm_exporter_schema_feature", "1 if a LiteLLM table or optional column the exporter can use exists."), &["feature"])),
+            state_saved: reg!(Gauge::with_opts(opts("litellm_exporter_state_saved_timestamp_seconds", "Unix time the state file was last written (0 without --state.file)."))),
+            registry: r,
+        };
+        for k in Self::ERROR_KINDS {
+            m.errors.with_label_values(&[k]);
+        }
+        m
+    }
+
+    /// Error kinds, created at zero so that `rate()` and alerts see them before the first error.
+    pub const ERROR_KINDS: &'static [&'static str] =
+        &["connect", "timeout", "query", "schema", "conflict", "entities", "state"];
+
+    pub fn error(&self, kind: &str) {
+        self.errors.with_label_values(&[kind]).inc();
+    }
+
+    /// Makes a counter reach `total` (counters only move up; a smaller total is ignored).
+    pub fn catch_up_counter(c: &IntCounter, total: u64) {
+        let now = c.get();
+        if total > now {
+            c.inc_by(total - now);
+        }
+    }
+
+    pub fn encode(&self) -> String {
+        let mut buf = Vec::new();
+        // Encoding our own well-formed families into a Vec cannot fail.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+impl Default for SelfMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,42 @@
+//! Every SQL statement the exporter runs, embedded from `sql/` at compile time, and the one place
+//! where the ledger projection's placeholders are filled in. Placeholders only ever receive
+//! column names or NULL literals chosen from the detected schema and numbers from the validated
+//! configuration; values from users or the database always travel as `$n` parameters.
+
+pub const SCHEMA_COLUMNS: &str = include_str!("../sql/schema_columns.sql");
+pub const LEDGER_PROJECT: &str = include_str!("../sql/ledger/project.sql");
+pub const LEDGER_GROUPED: &str = include_str!("../sql/ledger/grouped.sql");
+pub const LEDGER_SNAPSHOT: &str = include_str!("../sql/ledger/snapshot.sql");
+pub const LEDGER_BOUNDS: &str = include_str!("../sql/ledger/bounds.sql");
+pub const ENTITY_TEAMS: &str = include_str!("../sql/entities/teams.sql");
+pub const ENTITY_KEYS: &str = include_str!("../sql/entities/keys.sql");
+pub const ENTITY_USERS: &str = include_str!("../sql/entities/users.sql");
+pub const ENTITY_ORGS: &str = include_str!("../sql/entities/orgs.sql");
+pub const ENTITY_CUSTOMERS: &str = include_str!("../sql/entities/customers.sql");
+pub const ENTITY_USER_COUNTS: &str = include_str!("../sql/entities/user_counts.sql");
+
+/// Replaces every `{{name}}` in `template`. Panics on a placeholder left unfilled, which would be
+/// a programming error caught by the tests that run every statement.
+pub fn fill(template: &str, values: &[(&str, &str)]) -> String {
+    let mut out = template.to_string();
+    for (name, value) in values {
+        out = out.replace(&format!("{{{{{name}}}}}"), value);
+    }
+    assert!(!out.contains("{{"), "unfilled placeholder in SQL: {out}");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn fill_replaces_all() {
+        assert_eq!(super::fill("a {{x}} {{x}} {{y}}", &[("x", "1"), ("y", "2")]), "a 1 1 2");
+    }
+
+    #[test]
+    #[allow(clippy::panic)]
+    fn fill_rejects_leftovers() {
+        let r = std::panic::catch_unwind(|| super::fill("a {{x}}", &[]));
+        assert!(r.is_err());
+    }
+}
