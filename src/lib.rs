@@ -42,11 +42,11 @@ pub const LONG_VERSION: &str = concat!(
 
 /// Runs the exporter until `shutdown` resolves: binds the listener first (so that a bad address
 /// fails at once), then starts the refresh loop and serves. In-flight scrapes finish before it
-/// returns.
+/// returns. Ok(false) means the refresh loop died (a bug) and the process should exit non-zero.
 pub async fn run(
     cfg: config::Config,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> Result<(), warp::Error> {
+) -> Result<bool, warp::Error> {
     let shared = Arc::new(refresh::Shared::default());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let http_stop = {
@@ -58,12 +58,22 @@ pub async fn run(
     let (addr, server) = http::serve(cfg.listen, cfg.telemetry_path.clone(), shared.clone(), http_stop)?;
     tracing::info!(address = %addr, path = %cfg.telemetry_path, "Serving metrics.");
     let refresher = refresh::Refresher::new(cfg, shared);
-    let loop_task = tokio::spawn(refresher.run(stop_rx));
+    let mut loop_task = tokio::spawn(refresher.run(stop_rx));
     let server_task = tokio::spawn(server);
-    shutdown.await;
+    let crashed = tokio::select! {
+        _ = shutdown => false,
+        // The loop only ends on shutdown; ending earlier means it panicked. Serving frozen
+        // values forever would hide that, so the process exits and its supervisor restarts it.
+        r = &mut loop_task => {
+            tracing::error!(error = ?r.err(), "The refresh loop stopped unexpectedly.");
+            true
+        }
+    };
     tracing::info!("Shutting down.");
     let _ = stop_tx.send(true);
     let _ = server_task.await;
-    let _ = loop_task.await;
-    Ok(())
+    if !crashed {
+        let _ = loop_task.await;
+    }
+    Ok(!crashed)
 }

@@ -111,7 +111,8 @@ fn main() -> ExitCode {
         tracing::warn!("No --state.file: after a restart, counters are rebuilt from the rows still in the database, so rows deleted by LiteLLM's retention job are no longer included.");
     }
     match runtime.block_on(litellm_exporter::run(cfg, shutdown_signal())) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
         Err(e) => {
             eprintln!("litellm-exporter: cannot serve: {e}");
             ExitCode::from(2)

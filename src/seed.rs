@@ -2388,3 +2388,316 @@ fn round_sig(v: f64) -> f64 {
     let mag = 10f64.powi(9 - v.abs().log10().floor() as i32);
     (v * mag).round() / mag
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts() -> SeedOptions {
+        SeedOptions {
+            end: Some(
+                chrono::NaiveDate::from_ymd_opt(2026, 3, 1)
+                    .unwrap()
+                    .and_hms_milli_opt(12, 0, 0, 0)
+                    .unwrap(),
+            ),
+            ..SeedOptions::default()
+        }
+    }
+
+    fn rows(o: &SeedOptions, n: usize) -> Vec<SpendRow> {
+        let u = Universe::generate(o);
+        let mut g = RowGen::new(&u, o);
+        let start = o.end.unwrap() - Duration::days(1);
+        (0..n)
+            .map(|i| g.next_row(start + Duration::milliseconds(i as i64 * 997)))
+            .collect()
+    }
+
+    /// Inverse of the COPY text encoding, for round-trip checks.
+    fn decode_field(f: &str) -> Option<String> {
+        if f == "\\N" {
+            return None;
+        }
+        let mut out = String::new();
+        let mut it = f.chars();
+        while let Some(c) = it.next() {
+            if c == '\\' {
+                match it.next() {
+                    Some('n') => out.push('\n'),
+                    Some('r') => out.push('\r'),
+                    Some('t') => out.push('\t'),
+                    Some('\\') => out.push('\\'),
+                    other => panic!("unexpected escape {other:?}"),
+                }
+            } else {
+                out.push(c);
+            }
+        }
+        Some(out)
+    }
+
+    #[test]
+    fn same_seed_same_universe_and_rows() {
+        let o = opts();
+        assert_eq!(Universe::generate(&o), Universe::generate(&o));
+        assert_eq!(rows(&o, 3_000), rows(&o, 3_000));
+        let other = SeedOptions {
+            seed: 7,
+            ..o.clone()
+        };
+        assert_ne!(rows(&o, 50), rows(&other, 50));
+        assert_ne!(Universe::generate(&o).keys, Universe::generate(&other).keys);
+    }
+
+    #[test]
+    fn copy_escaping() {
+        let mut out = Vec::new();
+        put_text(&mut out, "a\\b\tc\nd\re \"q\" Équipe ☃");
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "a\\\\b\\tc\\nd\\re \"q\" Équipe ☃"
+        );
+        let mut out = Vec::new();
+        put_opt(&mut out, None);
+        out.push(b'|');
+        put_opt(&mut out, Some(""));
+        out.push(b'|');
+        put_opt(&mut out, Some("\\N"));
+        assert_eq!(String::from_utf8(out).unwrap(), "\\N||\\\\N");
+        let mut out = Vec::new();
+        put_json(&mut out, &json!({"k": "x\ny\\z\t"}));
+        // JSON escapes are themselves backslashes, which COPY must receive doubled.
+        assert_eq!(String::from_utf8(out).unwrap(), r#"{"k":"x\\ny\\\\z\\t"}"#);
+        let mut out = Vec::new();
+        put_ts(
+            &mut out,
+            chrono::NaiveDate::from_ymd_opt(2026, 1, 2)
+                .unwrap()
+                .and_hms_milli_opt(3, 4, 5, 6)
+                .unwrap(),
+        );
+        assert_eq!(String::from_utf8(out).unwrap(), "2026-01-02 03:04:05.006");
+    }
+
+    #[test]
+    fn encoded_rows_round_trip() {
+        let o = opts();
+        let rs = rows(&o, 5_000);
+        for cols in [SpendLogColumns::newest(), SpendLogColumns::oldest()] {
+            let mut buf = Vec::new();
+            let now = o.end.unwrap();
+            encode_rows(&cols, &rs, now, &mut buf);
+            let text = String::from_utf8(buf).unwrap();
+            let lines: Vec<&str> = text.split_terminator('\n').collect();
+            assert_eq!(lines.len(), rs.len(), "one line per row");
+            for (line, row) in lines.iter().zip(&rs) {
+                let fields: Vec<Option<String>> = line.split('\t').map(decode_field).collect();
+                assert_eq!(fields.len(), cols.written.len());
+                let get =
+                    |c: &str| fields[cols.written.iter().position(|w| *w == c).unwrap()].clone();
+                assert_eq!(get("request_id").as_deref(), Some(row.request_id.as_str()));
+                assert_eq!(get("model").as_deref(), Some(row.model.as_str()));
+                assert_eq!(get("team_id"), row.team_id);
+                assert_eq!(get("end_user"), row.end_user);
+                let md: Value = serde_json::from_str(&get("metadata").unwrap()).unwrap();
+                assert_eq!(md, row.metadata);
+                let tags: Value = serde_json::from_str(&get("request_tags").unwrap()).unwrap();
+                assert_eq!(tags, row.request_tags);
+                let spend: f64 = get("spend").unwrap().parse().unwrap();
+                assert_eq!(spend, row.spend);
+                if cols.status {
+                    assert_eq!(get("status"), row.status);
+                    assert!(get("created_at").is_some());
+                }
+            }
+            assert_eq!(cols.status, cols.has("status"));
+        }
+    }
+
+    #[test]
+    fn row_invariants() {
+        let o = opts();
+        let rs = rows(&o, 20_000);
+        let mut ids = HashSet::new();
+        let (mut failures, mut hits, mut streams, mut legacy) = (0, 0, 0, 0);
+        let (mut end_users, mut prefixed) = (0, 0);
+        for r in &rs {
+            assert!(
+                ids.insert(r.request_id.clone()),
+                "duplicate {}",
+                r.request_id
+            );
+            assert_eq!(r.total_tokens, r.prompt_tokens + r.completion_tokens);
+            assert!(r.prompt_tokens >= 0 && r.completion_tokens >= 0);
+            assert!(r.spend >= 0.0 && r.spend.is_finite());
+            assert!(r.start_time <= r.end_time);
+            let cst = r.completion_start_time.unwrap();
+            assert!(r.start_time <= cst && cst <= r.end_time);
+            if !r.stream {
+                assert_eq!(cst, r.end_time);
+            }
+            if let Some(ms) = r.request_duration_ms {
+                assert_eq!(ms as i64, (r.end_time - r.start_time).num_milliseconds());
+            }
+            assert_eq!(trunc_ms(r.start_time), r.start_time);
+            let md = r.metadata.as_object().unwrap();
+            assert_eq!(md["user_api_key"].as_str(), Some(r.api_key.as_str()));
+            if r.is_failure() {
+                failures += 1;
+                assert_eq!(md["status"], "failure");
+                let e = &md["error_information"];
+                assert!(e["error_code"].as_str().is_some_and(|c| c.len() == 3));
+                assert!(e["error_class"].as_str().is_some_and(|c| !c.is_empty()));
+                assert!(e["llm_provider"].is_string() && e["error_message"].is_string());
+                assert_eq!(r.completion_tokens, 0);
+                assert_eq!(r.status.as_deref(), Some("failure"));
+            } else {
+                assert!(!md.contains_key("error_information"));
+                assert_ne!(r.status.as_deref(), Some("failure"));
+            }
+            if r.is_cache_hit() {
+                hits += 1;
+                assert_eq!(r.spend, 0.0);
+                assert!(r.request_id.contains("_cache_hit"));
+            }
+            if r.status.is_none() {
+                legacy += 1;
+                assert!(!md.contains_key("status"));
+            }
+            streams += r.stream as u32;
+            end_users += r.end_user.as_deref().is_some_and(|e| !e.is_empty()) as u32;
+            prefixed += r.model.contains('/') as u32;
+            if r.metadata["usage_object"].is_object() {
+                assert_eq!(r.metadata["usage_object"]["total_tokens"], r.total_tokens);
+            }
+        }
+        let n = rs.len() as f64;
+        let near = |got: u32, want: f64, tol: f64| (got as f64 / n - want).abs() < tol;
+        assert!(near(failures, 0.03, 0.01), "failures {failures}");
+        assert!(near(hits, 0.05, 0.01), "cache hits {hits}");
+        assert!(near(end_users, 0.3, 0.05), "end users {end_users}");
+        assert!(streams > 2_000 && legacy > 300 && prefixed > 5_000);
+        // Zipf: the top key carries far more than a uniform share.
+        let top = &Universe::generate(&o).keys[0].token;
+        let top_rows = rs.iter().filter(|r| &r.api_key == top).count();
+        assert!(top_rows as f64 > n * 0.08, "top key rows {top_rows}");
+        // Absent ids: mostly '' with some NULLs.
+        assert!(rs.iter().any(|r| r.team_id.as_deref() == Some("")));
+        assert!(rs.iter().any(|r| r.team_id.is_none()));
+        assert!(rs
+            .iter()
+            .any(|r| r.team_id.as_deref() == Some(UI_SESSION_TEAM_ID)));
+        assert!(rs.iter().any(|r| r.api_key == MASTER_KEY_ALIAS));
+        assert!(rs.iter().any(|r| r.mcp_namespaced_tool_name.is_some()));
+        assert!(rs
+            .iter()
+            .any(|r| r.metadata.get("original_model_group").is_some()));
+    }
+
+    #[test]
+    fn awkward_values_present() {
+        let o = opts();
+        let u = Universe::generate(&o);
+        let aliases: Vec<&str> = u
+            .teams
+            .iter()
+            .filter_map(|t| t.alias.as_deref())
+            .chain(u.keys.iter().filter_map(|k| k.alias.as_deref()))
+            .collect();
+        for needle in [
+            |a: &str| a.contains('"'),
+            |a: &str| a.contains('\\'),
+            |a: &str| a.contains('\n'),
+            |a: &str| a.contains("Équipe ☃ 東京"),
+            |a: &str| a.is_empty(),
+            |a: &str| a.chars().count() == 300,
+        ] {
+            assert!(aliases.iter().any(|a| needle(a)));
+        }
+        assert!(u.models.iter().any(|m| m.model_group.contains('"')));
+        assert!((8..=12).contains(&u.models.len()));
+        let rs = rows(&o, 20_000);
+        assert!(rs.iter().any(|r| r.model.contains('"')));
+        assert!(rs.iter().any(|r| r.metadata["user_agent"]
+            .as_str()
+            .is_some_and(|a| a.contains('\n'))));
+        assert!(rs.iter().any(|r| r.metadata["user_api_key_team_alias"]
+            .as_str()
+            .is_some_and(|a| a.contains('\\'))));
+
+        let plain = SeedOptions {
+            awkward: false,
+            ..o
+        };
+        let u = Universe::generate(&plain);
+        assert!(u
+            .teams
+            .iter()
+            .filter_map(|t| t.alias.as_deref())
+            .all(|a| a.is_ascii() && !a.contains('"')));
+        assert!(u.models.iter().all(|m| !m.model_group.contains('"')));
+    }
+
+    #[test]
+    fn universe_shape() {
+        let o = opts();
+        let u = Universe::generate(&o);
+        assert_eq!(u.orgs.len(), 3);
+        assert_eq!(u.teams.len(), 20);
+        assert_eq!(u.users.len(), 101); // + default_user_id
+        assert_eq!(u.keys.len(), 201); // + UI session key
+        assert_eq!(u.customers.len(), 50);
+        for k in &u.keys {
+            assert_eq!(k.token, hash_key(&k.raw_key));
+            assert_eq!(k.token.len(), 64);
+            assert!(k.key_name.starts_with("sk-...") && k.raw_key.ends_with(&k.key_name[6..]));
+        }
+        let ui: Vec<_> = u.keys.iter().filter(|k| k.ui_session).collect();
+        assert_eq!(ui.len(), 1);
+        assert_eq!(ui[0].team_id.as_deref(), Some(UI_SESSION_TEAM_ID));
+        let with_budget = u.teams.iter().filter(|t| t.max_budget.is_some()).count();
+        assert!((10..=19).contains(&with_budget));
+        let budget_ids: HashSet<&str> = u.budgets.iter().map(|b| b.budget_id.as_str()).collect();
+        assert!(u
+            .orgs
+            .iter()
+            .all(|o| budget_ids.contains(o.budget_id.as_str())));
+        assert!(u
+            .customers
+            .iter()
+            .filter_map(|c| c.budget_id.as_deref())
+            .all(|b| budget_ids.contains(b)));
+        let providers: HashSet<&str> = u.models.iter().map(|m| m.provider.as_str()).collect();
+        assert_eq!(providers.len(), 5);
+    }
+
+    #[test]
+    fn columns_detection() {
+        let old = SpendLogColumns::oldest();
+        assert!(!old.status && !old.created_at && !old.organization_id && !old.litellm_call_id);
+        assert_eq!(old.written.len(), 25);
+        let new = SpendLogColumns::newest();
+        assert!(new.status && new.created_at && new.billing_agent_id);
+        assert_eq!(new.written.len(), KNOWN_COLUMNS.len());
+        let mut names: Vec<&str> = new.written.clone();
+        names.push("some_future_column");
+        let cols = SpendLogColumns::from_names(names).unwrap();
+        assert_eq!(cols.unknown, vec!["some_future_column".to_string()]);
+        assert!(SpendLogColumns::from_names(["call_type", "startTime"]).is_err());
+        assert!(new
+            .copy_statement()
+            .starts_with("COPY \"LiteLLM_SpendLogs\" (\"request_id\""));
+    }
+
+    #[test]
+    fn ids_are_unique_by_construction() {
+        let mut seen = HashSet::new();
+        for c in 0..100_000u64 {
+            let lo = mix64(c.wrapping_add(12345));
+            assert!(seen.insert(uuid_from_bits(mix64(lo), lo)));
+        }
+        assert_eq!(base62_u128(0).len(), 22);
+        assert_eq!(base62_u128(u128::MAX).len(), 22);
+    }
+}

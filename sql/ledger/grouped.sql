@@ -2,7 +2,7 @@
 -- summed per label class, one bounded startTime chunk at a time.
 -- Purpose: cold start reads each old row once, with the aggregation done where the rows are.
 -- Minimum: as ledger/project.sql. Privilege: SELECT on "LiteLLM_SpendLogs".
--- Parameters: as ledger/project.sql. {{buckets}} is replaced by one cumulative
+-- Parameters: as ledger/project.sql. The buckets placeholder is replaced by one cumulative
 -- count(*) FILTER (WHERE <histogram> <= <bound in µs>) per histogram bucket, generated from the
 -- configured bucket lists (numbers only).
 SELECT

@@ -3,7 +3,8 @@
 --          per-row read (ledger/rows.sql) and the grouped start-up read (ledger/grouped.sql), so
 --          that both paths count exactly the same thing.
 -- Minimum: PostgreSQL 13 (xid8); LiteLLM schema of litellm-proxy-extras 0.1.1. Optional columns are
---          substituted by the exporter ({{...}} placeholders become a column or a NULL literal).
+--          substituted by the exporter (each double-brace placeholder becomes a column or a NULL
+--          literal).
 -- Privilege: SELECT on "LiteLLM_SpendLogs".
 -- Parameters: $1 lower startTime bound (text, inclusive), $2 upper bound (text, exclusive),
 --             $3 only rows whose creating transaction id (xid8, as bigint) is >= this; 0 = all,

@@ -1,0 +1,201 @@
+//! "Exactly once": the six accounting scenarios of the core issue, each against a real
+//! PostgreSQL with the real LiteLLM schema and the real exporter binary.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::exporter::{Exporter, FAST};
+use super::support::{fresh_db, Schema};
+use super::truth::{insert_row, settle};
+
+async fn baseline(c: &tokio_postgres::Client, n: usize) {
+    for i in 0..n {
+        let team = ["team-a", "team-b", "", "team-\"q\""][i % 4];
+        let ago = 30.0 + (i as f64) * 20.0; // spread over a few hours
+        insert_row(c, &format!("base-{i}"), ago, team, 0.0001 * (i as f64 + 1.0), 10 + i as i32, i % 9 == 0).await;
+    }
+}
+
+fn args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+    let mut v: Vec<&str> = FAST.to_vec();
+    v.extend_from_slice(extra);
+    v
+}
+
+#[tokio::test]
+async fn late_rows_are_counted_once() {
+    let db = fresh_db(Schema::New);
+    let c = db.client().await;
+    baseline(&c, 200).await;
+    // The whole lateness window only every third poll: the late rows below must be found by it.
+    let e = Exporter::start(
+        &db.url,
+        &["--poll-interval", "200ms", "--ledger.recent-window", "1m", "--ledger.full-window-every", "3"],
+    );
+    e.wait_ready(Duration::from_secs(30)).await;
+    settle(&e, &c, false).await;
+    insert_row(&c, "late-30s", 30.0, "team-a", 0.5, 100, false).await;
+    insert_row(&c, "late-5m", 300.0, "team-b", 0.25, 50, false).await;
+    insert_row(&c, "late-55m", 3300.0, "team-a", 1.75, 70, false).await;
+    insert_row(&c, "late-fail", 1200.0, "team-b", 0.0, 0, true).await;
+    settle(&e, &c, false).await;
+}
+
+#[tokio::test]
+async fn rows_rewritten_in_place_add_only_their_growth() {
+    let db = fresh_db(Schema::New);
+    let c = db.client().await;
+    baseline(&c, 50).await;
+    insert_row(&c, "batch-cost", 10.0, "team-a", 0.0, 0, false).await;
+    insert_row(&c, "old-batch-cost", 2400.0, "team-b", 0.0, 0, false).await;
+    let e = Exporter::start(&db.url, &args(&["--ledger.recent-window", "1m"]));
+    e.wait_ready(Duration::from_secs(30)).await;
+    settle(&e, &c, false).await;
+    for id in ["batch-cost", "old-batch-cost"] {
+        c.execute(
+            "UPDATE \"LiteLLM_SpendLogs\" SET spend = 2.5, total_tokens = 1000,
+                 updated_at = now() AT TIME ZONE 'UTC' WHERE request_id = $1",
+            &[&id],
+        )
+        .await
+        .expect("update");
+    }
+    let s = settle(&e, &c, false).await;
+    // Requests were not counted again.
+    assert_eq!(s.total("litellm_proxy_total_requests_metric_total"), 52.0);
+}
+
+#[tokio::test]
+async fn transactions_that_commit_late_are_counted() {
+    let db = fresh_db(Schema::New);
+    let c = db.client().await;
+    baseline(&c, 40).await;
+    let e = Exporter::start(&db.url, &args(&[]));
+    e.wait_ready(Duration::from_secs(30)).await;
+    settle(&e, &c, false).await;
+
+    // A transaction that takes its id now and commits after several polls.
+    let mut slow = db.client().await;
+    let tx = slow.transaction().await.expect("begin");
+    insert_row(&tx, "slow-1", 1.0, "team-a", 3.0, 30, false).await;
+    insert_row(&tx, "slow-2", 900.0, "team-b", 4.0, 40, false).await;
+    for i in 0..10 {
+        insert_row(&c, &format!("fast-{i}"), 0.5, "team-a", 0.125, 5, false).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    settle_without(&e, &c, 7.0).await;
+    tx.commit().await.expect("commit");
+    settle(&e, &c, false).await;
+}
+
+/// While a transaction is still open, the exporter must show the committed rows only.
+async fn settle_without(e: &Exporter, c: &tokio_postgres::Client, missing_spend: f64) {
+    let s = settle(e, c, false).await;
+    let t = super::truth::truth(c, false).await;
+    let spend: f64 = t.spend_by_team.values().sum();
+    let exported = s.total("litellm_spend_metric_total");
+    assert!((exported - spend).abs() < 1e-9, "{exported} vs {spend} ({missing_spend} still uncommitted)");
+}
+
+fn counters(s: &super::exporter::Scrape) -> BTreeMap<String, f64> {
+    s.counters()
+}
+
+#[tokio::test]
+async fn restarts_continue_from_the_same_values() {
+    let db = fresh_db(Schema::New);
+    let c = db.client().await;
+    baseline(&c, 120).await;
+    let e = Exporter::start(&db.url, &args(&[]));
+    e.wait_ready(Duration::from_secs(30)).await;
+    let before = counters(&settle(&e, &c, false).await);
+    assert_eq!(e.stop(), 0, "SIGTERM exits 0");
+
+    let e = Exporter::start(&db.url, &args(&[]));
+    e.wait_ready(Duration::from_secs(30)).await;
+    let after = counters(&settle(&e, &c, false).await);
+    assert_eq!(before, after, "a rebuild must give the same values bit for bit");
+
+    // With a state file, rows inserted while the exporter is down are picked up on resume.
+    let dir = tempfile::tempdir().expect("tmp");
+    let state = dir.path().join("state.json");
+    let state = state.to_str().expect("utf8");
+    drop(e);
+    let e = Exporter::start(&db.url, &args(&["--state.file", state]));
+    e.wait_ready(Duration::from_secs(30)).await;
+    settle(&e, &c, false).await;
+    assert_eq!(e.stop(), 0);
+    insert_row(&c, "while-down", 5.0, "team-b", 0.75, 12, false).await;
+    let e = Exporter::start(&db.url, &args(&["--state.file", state]));
+    e.wait_ready(Duration::from_secs(30)).await;
+    let resumed = counters(&settle(&e, &c, false).await);
+    for (k, v) in &before {
+        assert!(resumed.get(k).copied().unwrap_or(0.0) >= *v, "{k} decreased");
+    }
+}
+
+#[tokio::test]
+async fn retention_deletes_never_decrease_counters() {
+    let db = fresh_db(Schema::New);
+    let c = db.client().await;
+    baseline(&c, 150).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let state = dir.path().join("state.json");
+    let state = state.to_str().expect("utf8");
+    let e = Exporter::start(&db.url, &args(&["--state.file", state]));
+    e.wait_ready(Duration::from_secs(30)).await;
+    let before = counters(&settle(&e, &c, false).await);
+
+    // LiteLLM's retention job: delete everything older than 30 minutes.
+    let deleted = c
+        .execute(
+            "DELETE FROM \"LiteLLM_SpendLogs\" WHERE \"startTime\" < (now() AT TIME ZONE 'UTC') - interval '30 minutes'",
+            &[],
+        )
+        .await
+        .expect("delete");
+    assert!(deleted > 50, "the test must delete counted rows ({deleted})");
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(counters(&e.scrape().await), before, "a delete changed the counters");
+
+    // Across a restart too: the state file keeps what the deleted rows added.
+    assert_eq!(e.stop(), 0);
+    let e = Exporter::start(&db.url, &args(&["--state.file", state]));
+    e.wait_ready(Duration::from_secs(30)).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(counters(&e.scrape().await), before, "restart after a delete changed the counters");
+
+    // New rows still add exactly their own values.
+    insert_row(&c, "after-delete", 1.0, "team-a", 2.0, 20, false).await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let s = e.scrape().await;
+    let key = |name: &str| format!("{name}");
+    let spend_before: f64 = before
+        .iter()
+        .filter(|(k, _)| k.starts_with(&key("litellm_spend_metric_total")))
+        .map(|(_, v)| v)
+        .sum();
+    let spend_now = s.total("litellm_spend_metric_total");
+    assert!((spend_now - spend_before - 2.0).abs() < 1e-9, "{spend_now} vs {spend_before} + 2");
+}
+
+#[tokio::test]
+async fn two_exporters_serve_identical_values() {
+    let db = fresh_db(Schema::New);
+    let c = db.client().await;
+    baseline(&c, 100).await;
+    let a = Exporter::start(&db.url, &args(&[]));
+    a.wait_ready(Duration::from_secs(30)).await;
+    for i in 0..20 {
+        insert_row(&c, &format!("mid-{i}"), 100.0 + i as f64, "team-b", 0.01 * i as f64, i, i % 5 == 0).await;
+    }
+    // The second one reads the whole window only every other poll: same values regardless.
+    let b = Exporter::start(&db.url, &["--poll-interval", "200ms", "--ledger.full-window-every", "2"]);
+    b.wait_ready(Duration::from_secs(30)).await;
+    for i in 0..20 {
+        insert_row(&c, &format!("end-{i}"), 2.0, "team-a", 0.003 * i as f64, i, false).await;
+    }
+    let sa = counters(&settle(&a, &c, false).await);
+    let sb = counters(&settle(&b, &c, false).await);
+    assert_eq!(sa, sb);
+}

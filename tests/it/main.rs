@@ -1,0 +1,10 @@
+//! Integration tests: each module drives the real binary against a throwaway PostgreSQL that the
+//! harness in `tests/support` starts itself, with LiteLLM's real schema.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod accounting;
+mod exporter;
+mod harness;
+mod truth;

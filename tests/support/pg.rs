@@ -1,0 +1,831 @@
+//! Throwaway PostgreSQL 15 for the integration tests, with LiteLLM's real schema.
+//!
+//! This file owns:
+//! - the per-process cluster ([`cluster`]): `initdb` into a fresh temporary
+//!   directory, a `postgres` child process listening on 127.0.0.1 only, stopped
+//!   and deleted when the test process exits (however it exits);
+//! - the LiteLLM schema templates: every `*/migration.sql` of the PyPI package
+//!   `litellm-proxy-extras` (fetched by `scripts/fetch-schemas`) applied once per
+//!   process into `litellm_tpl_new` (0.4.110) / `litellm_tpl_old` (0.1.1);
+//! - [`fresh_db`]: a new, uniquely named database cloned from a template, so
+//!   every test gets its own database and tests can run in parallel;
+//! - outage simulation on a cluster: [`Cluster::stop`] / [`Cluster::start`]
+//!   (clean shutdown and restart on the same port and data) and
+//!   [`Cluster::sigstop`] / [`Cluster::sigcont`] (freeze / thaw every server
+//!   process, so connections hang instead of failing).
+//!
+//! Nothing here mocks the database and nothing skips: a missing binary or
+//! schema panics with a message saying what to install or run.
+//!
+//! Everything is synchronous (`std::process`); the calls are short, so calling
+//! them from a `#[tokio::test]` is fine.
+//!
+//! When the tests run as root, PostgreSQL refuses to run, so every server
+//! binary (`initdb`, `postgres`) runs as user `postgres` through `runuser` and
+//! the temporary directory is handed to that user. Client programs (`psql`,
+//! `pg_isready`) connect over TCP as role `postgres` with trust auth and run as
+//! whoever runs the tests.
+//!
+//! Environment:
+//! - `PG_BIN`: directory of the PostgreSQL 15 binaries (default
+//!   `/usr/lib/postgresql/15/bin`);
+//! - `LITELLM_SCHEMA_DIR_0_4_110`, `LITELLM_SCHEMA_DIR_0_1_1`: a `migrations`
+//!   directory to use instead of the one under `.cache/litellm-schemas`;
+//! - `LITELLM_TEST_KEEP_PG=1`: keep the temporary directory (data, server log)
+//!   after the tests for debugging; its path is printed to stderr.
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+const DEFAULT_PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Runs `postgres "$@"` and stops it when our stdin reaches end-of-file.
+///
+/// The test process keeps the write end of that stdin pipe open and never
+/// closes it; the kernel closes it when the process exits, whether it returns,
+/// panics, aborts or is killed. So the server cannot outlive the tests even
+/// though no destructor runs for a `static`. Details:
+/// - a non-interactive shell gives background jobs /dev/null as stdin, so the
+///   pipe is parked on fd 3 and handed to the watchdog explicitly;
+/// - the watchdog also sends SIGCONT, in case the server was frozen by
+///   [`Cluster::sigstop`] when the tests ended;
+/// - when the server exits by itself (e.g. [`Cluster::stop`]), the shell
+///   exits and kills the watchdog first, so no signal is ever sent to a pid
+///   that may have been reused.
+const SERVER_WRAPPER: &str = r#"
+exec 3<&0 </dev/null
+"$@" 3<&- &
+pid=$!
+( cat >/dev/null
+  kill -INT "$pid" 2>/dev/null
+  pkill -CONT -P "$pid" 2>/dev/null
+  kill -CONT "$pid" 2>/dev/null ) <&3 3<&- &
+watchdog=$!
+exec 3<&-
+wait "$pid"
+status=$?
+kill "$watchdog" 2>/dev/null
+exit "$status"
+"#;
+
+/// Deletes the cluster's directory once our stdin reaches end-of-file (i.e.
+/// the test process is gone, or a private [`Cluster`] was dropped) and the
+/// server has removed `postmaster.pid` on its way out (60 s at most).
+const JANITOR: &str = r#"
+cat >/dev/null
+i=0
+while [ -e "$1/data/postmaster.pid" ] && [ "$i" -lt 600 ]; do
+  sleep 0.1
+  i=$((i + 1))
+done
+rm -rf -- "$1"
+"#;
+
+/// The LiteLLM schema a test database is created with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Schema {
+    /// `litellm-proxy-extras` 0.4.110, the newest published release.
+    New,
+    /// `litellm-proxy-extras` 0.1.1, the oldest release the exporter supports.
+    Old,
+}
+
+impl Schema {
+    /// The `litellm-proxy-extras` version.
+    pub fn version(self) -> &'static str {
+        match self {
+            Schema::New => "0.4.110",
+            Schema::Old => "0.1.1",
+        }
+    }
+
+    fn template(self) -> &'static str {
+        match self {
+            Schema::New => "litellm_tpl_new",
+            Schema::Old => "litellm_tpl_old",
+        }
+    }
+
+    fn slot(self) -> usize {
+        match self {
+            Schema::New => 0,
+            Schema::Old => 1,
+        }
+    }
+
+    /// The migrations directory: `$LITELLM_SCHEMA_DIR_<version with _>` or
+    /// `<repo>/.cache/litellm-schemas/<version>/litellm_proxy_extras/migrations`.
+    pub fn migrations_dir(self) -> PathBuf {
+        let var = format!("LITELLM_SCHEMA_DIR_{}", self.version().replace('.', "_"));
+        match std::env::var_os(&var) {
+            Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+            _ => Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join(".cache/litellm-schemas")
+                .join(self.version())
+                .join("litellm_proxy_extras/migrations"),
+        }
+    }
+}
+
+/// A database of its own for one test, cloned from a schema template.
+#[derive(Clone, Debug)]
+pub struct TestDb {
+    pub name: String,
+    /// `postgres://postgres@127.0.0.1:PORT/NAME`
+    pub url: String,
+    pub port: u16,
+}
+
+impl TestDb {
+    fn new(name: String, port: u16) -> TestDb {
+        let url = format!("postgres://postgres@127.0.0.1:{port}/{name}");
+        TestDb { name, url, port }
+    }
+
+    /// A connection as role `postgres`; its connection task is spawned on the
+    /// current tokio runtime.
+    pub async fn client(&self) -> tokio_postgres::Client {
+        let (client, connection) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls)
+            .await
+            .unwrap_or_else(|e| panic!("cannot connect to {}: {e}", self.url));
+        tokio::spawn(async move {
+            // Errors here are the test's business (e.g. a deliberate outage);
+            // queries on the client report them.
+            let _ = connection.await;
+        });
+        client
+    }
+
+    /// Runs `sql` (one or more statements) with `psql -Atq` and returns its
+    /// output without the trailing newline; panics with psql's stderr on error.
+    pub fn psql(&self, sql: &str) -> String {
+        self.try_psql(sql).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Like [`TestDb::psql`] but returns the error (e.g. while the server is down).
+    pub fn try_psql(&self, sql: &str) -> Result<String, String> {
+        psql(self.port, &self.name, sql)
+    }
+}
+
+/// A running PostgreSQL server on a temporary directory.
+pub struct Cluster {
+    /// Temporary directory: `data/`, the unix socket, `postgres.log`, scripts.
+    dir: PathBuf,
+    data: PathBuf,
+    log: PathBuf,
+    port: u16,
+    /// Run server binaries as user `postgres` through `runuser` (we are root).
+    as_postgres: bool,
+    server: Mutex<Option<Server>>,
+    /// `None` when `LITELLM_TEST_KEEP_PG` is set.
+    janitor: Option<Piped>,
+    templates: [OnceLock<Result<(), String>>; 2],
+    /// `CREATE DATABASE ... TEMPLATE t` fails if anything else is connected
+    /// to `t`; clones go one at a time.
+    clone_lock: Mutex<()>,
+}
+
+/// The server wrapper (see [`SERVER_WRAPPER`]) and the write end of its stdin.
+struct Server {
+    proc: Piped,
+}
+
+/// A child process and the write end of its stdin pipe, which we keep open
+/// until we want the child to act.
+struct Piped {
+    child: Child,
+    stdin: Option<ChildStdin>,
+}
+
+impl Piped {
+    /// Closes the pipe and waits (bounded) for the child to exit.
+    fn close_and_wait(&mut self, timeout: Duration) {
+        drop(self.stdin.take());
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if !matches!(self.child.try_wait(), Ok(None)) {
+                return;
+            }
+            sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+static CLUSTER: OnceLock<Result<Cluster, String>> = OnceLock::new();
+static DB_COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// The cluster shared by every test of this process, started on first use.
+///
+/// Tests run in parallel against it, so do not [`Cluster::stop`] or
+/// [`Cluster::sigstop`] it: use a [`private_cluster`] for outages.
+pub fn cluster() -> &'static Cluster {
+    match CLUSTER.get_or_init(Cluster::boot) {
+        Ok(cluster) => cluster,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// A cluster of the caller's own (own directory and port), for tests that
+/// stop or freeze the server. Stopped and deleted when dropped. Its schema
+/// templates are built on first use, like the shared cluster's.
+pub fn private_cluster() -> Cluster {
+    Cluster::boot().unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A new database with `schema`, on the shared [`cluster`].
+pub fn fresh_db(schema: Schema) -> TestDb {
+    cluster().fresh_db(schema)
+}
+
+impl Cluster {
+    fn boot() -> Result<Cluster, String> {
+        let t0 = Instant::now();
+        let bin = pg_bin();
+        for tool in ["initdb", "postgres", "psql", "pg_isready"] {
+            if !bin.join(tool).is_file() {
+                return Err(format!(
+                    "PostgreSQL 15 binary {tool} not found in {}: install PostgreSQL 15 \
+                     (e.g. `apt-get install postgresql-15`) or set PG_BIN to its bin directory",
+                    bin.display()
+                ));
+            }
+        }
+        let as_postgres = running_as_root();
+        if as_postgres && !run_ok(Command::new("id").args(["-u", "postgres"])) {
+            return Err(
+                "the tests run as root, so PostgreSQL must run as user `postgres`, \
+                        which does not exist: create it (e.g. `useradd -r postgres`) or run \
+                        the tests as an unprivileged user"
+                    .into(),
+            );
+        }
+        let dir = make_dir(as_postgres)?;
+        let data = dir.join("data");
+        let log = dir.join("postgres.log");
+
+        // The janitor first, so that the directory goes away even if the
+        // remaining steps fail.
+        let keep = std::env::var_os("LITELLM_TEST_KEEP_PG").is_some_and(|v| !v.is_empty());
+        let janitor = if keep {
+            eprintln!("LITELLM_TEST_KEEP_PG: keeping {}", dir.display());
+            None
+        } else {
+            Some(spawn_piped(
+                Command::new("sh")
+                    .args(["-c", JANITOR, "litellm-test-pg-janitor"])
+                    .arg(&dir)
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null()),
+            )?)
+        };
+
+        let port = free_port()?;
+        let mut cluster = Cluster {
+            dir,
+            data,
+            log,
+            port,
+            as_postgres,
+            server: Mutex::new(None),
+            janitor,
+            templates: [OnceLock::new(), OnceLock::new()],
+            clone_lock: Mutex::new(()),
+        };
+
+        let mut initdb = cluster.server_command(&bin.join("initdb"));
+        initdb
+            .arg("-D")
+            .arg(&cluster.data)
+            .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C"])
+            // No fsync of the new data directory: it is thrown away anyway.
+            .arg("--no-sync");
+        let out = output(&mut initdb)?;
+        if !out.status.success() {
+            return Err(format!(
+                "initdb failed ({}):\n{}",
+                out.status,
+                output_text(&out)
+            ));
+        }
+
+        // Settings go into postgresql.conf, so that start() after stop()
+        // needs nothing but the data directory.
+        let conf = format!(
+            "\n# litellm-exporter tests (tests/support/pg.rs)\n\
+             listen_addresses = '127.0.0.1'\n\
+             port = {port}\n\
+             unix_socket_directories = '{socket_dir}'\n\
+             fsync = off\n\
+             synchronous_commit = off\n\
+             full_page_writes = off\n\
+             max_connections = 200\n\
+             shared_preload_libraries = 'pg_stat_statements'\n\
+             logging_collector = off\n",
+            socket_dir = conf_quote(&cluster.dir.display().to_string()),
+        );
+        OpenOptions::new()
+            .append(true)
+            .open(cluster.data.join("postgresql.conf"))
+            .and_then(|mut f| f.write_all(conf.as_bytes()))
+            .map_err(|e| {
+                format!(
+                    "cannot append to {}/postgresql.conf: {e}",
+                    cluster.data.display()
+                )
+            })?;
+
+        let server = cluster.spawn_server()?;
+        *cluster.server.get_mut().unwrap() = Some(server);
+        if std::env::var_os("LITELLM_TEST_PG_TIMINGS").is_some() {
+            eprintln!("pg cluster on port {port} ready in {:?}", t0.elapsed());
+        }
+        Ok(cluster)
+    }
+
+    /// The TCP port (on 127.0.0.1).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.data
+    }
+
+    /// The last `lines` lines of the server log.
+    pub fn log_tail(&self, lines: usize) -> String {
+        log_tail(&self.log, lines)
+    }
+
+    /// A new, uniquely named database cloned from the `schema` template
+    /// (built on first use, which applies all migrations and takes seconds).
+    pub fn fresh_db(&self, schema: Schema) -> TestDb {
+        self.ensure_template(schema);
+        let n = DB_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let name = format!("t_{}_{n}", &schema.template()["litellm_tpl_".len()..]);
+        let _clone = lock(&self.clone_lock);
+        let t0 = Instant::now();
+        self.psql_ok(
+            "postgres",
+            &format!(
+                "CREATE DATABASE \"{name}\" TEMPLATE \"{}\"",
+                schema.template()
+            ),
+        );
+        if std::env::var_os("LITELLM_TEST_PG_TIMINGS").is_some() {
+            eprintln!("cloned {name} in {:?}", t0.elapsed());
+        }
+        TestDb::new(name, self.port)
+    }
+
+    /// A new, uniquely named database without any LiteLLM table.
+    pub fn empty_db(&self) -> TestDb {
+        let n = DB_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let name = format!("t_empty_{n}");
+        self.psql_ok("postgres", &format!("CREATE DATABASE \"{name}\""));
+        TestDb::new(name, self.port)
+    }
+
+    /// Runs `sql` with `psql -Atq` in database `db`; panics on error.
+    pub fn psql(&self, db: &str, sql: &str) -> String {
+        self.psql_ok(db, sql)
+    }
+
+    /// Shuts the server down (SIGINT: fast shutdown, sessions are terminated)
+    /// and waits until it has exited and the port is closed.
+    pub fn stop(&self) {
+        let mut server = lock(&self.server);
+        let Some(mut running) = server.take() else {
+            panic!("Cluster::stop: the server is not running");
+        };
+        let pid = self.postmaster_pid();
+        signal("-INT", &pid.to_string());
+        // The wrapper exits right after the postmaster, whose exit comes
+        // after every backend's and after removing postmaster.pid.
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        loop {
+            match running.proc.child.try_wait() {
+                Ok(Some(_)) => break,
+                Ok(None) if Instant::now() < deadline => sleep(Duration::from_millis(20)),
+                Ok(None) => panic!(
+                    "postgres (pid {pid}) did not stop within {STOP_TIMEOUT:?}; log tail:\n{}",
+                    self.log_tail(30)
+                ),
+                Err(e) => panic!("cannot wait for the postgres wrapper: {e}"),
+            }
+        }
+        drop(running.proc.stdin.take());
+        while port_open(self.port) {
+            if Instant::now() >= deadline {
+                panic!(
+                    "port {} still accepts connections after postgres stopped",
+                    self.port
+                );
+            }
+            sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts the server again after [`Cluster::stop`], with the same data
+    /// directory and port, and waits until it accepts connections.
+    pub fn start(&self) {
+        let mut server = lock(&self.server);
+        assert!(
+            server.is_none(),
+            "Cluster::start: the server is already running"
+        );
+        *server = Some(self.spawn_server().unwrap_or_else(|e| panic!("{e}")));
+    }
+
+    /// Freezes the postmaster and all its children (SIGSTOP): the port stays
+    /// open but nothing answers, so connections and queries hang.
+    pub fn sigstop(&self) {
+        let pid = self.postmaster_pid().to_string();
+        // Postmaster first, so that it forks no child we would miss.
+        signal("-STOP", &pid);
+        let _ = Command::new("pkill").args(["-STOP", "-P", &pid]).status();
+    }
+
+    /// Thaws what [`Cluster::sigstop`] froze.
+    pub fn sigcont(&self) {
+        let pid = self.postmaster_pid().to_string();
+        let _ = Command::new("pkill").args(["-CONT", "-P", &pid]).status();
+        signal("-CONT", &pid);
+    }
+
+    fn postmaster_pid(&self) -> u32 {
+        let file = self.data.join("postmaster.pid");
+        let text = fs::read_to_string(&file).unwrap_or_else(|e| {
+            panic!(
+                "cannot read {}: {e} (is the server running?)",
+                file.display()
+            )
+        });
+        text.lines()
+            .next()
+            .and_then(|l| l.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no pid on the first line of {}", file.display()))
+    }
+
+    /// A command for a server binary: through `runuser -u postgres` as root.
+    fn server_command(&self, program: &Path) -> Command {
+        if self.as_postgres {
+            let mut cmd = Command::new("runuser");
+            cmd.args(["-u", "postgres", "--"]).arg(program);
+            cmd
+        } else {
+            Command::new(program)
+        }
+    }
+
+    fn spawn_server(&self) -> Result<Server, String> {
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .map_err(|e| format!("cannot open {}: {e}", self.log.display()))?;
+        let log2 = log.try_clone().map_err(|e| e.to_string())?;
+        let mut cmd = self.server_command(Path::new("sh"));
+        cmd.args(["-c", SERVER_WRAPPER, "litellm-test-pg"])
+            .arg(pg_bin().join("postgres"))
+            .arg("-D")
+            .arg(&self.data)
+            .stdout(log)
+            .stderr(log2);
+        let mut proc = spawn_piped(&mut cmd)?;
+
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            if let Ok(Some(status)) = proc.child.try_wait() {
+                return Err(format!(
+                    "postgres exited during startup ({status}); log {}:\n{}",
+                    self.log.display(),
+                    self.log_tail(30)
+                ));
+            }
+            let ready = run_ok(
+                Command::new(pg_bin().join("pg_isready"))
+                    .args([
+                        "-q",
+                        "-h",
+                        "127.0.0.1",
+                        "-t",
+                        "1",
+                        "-U",
+                        "postgres",
+                        "-d",
+                        "postgres",
+                    ])
+                    .arg("-p")
+                    .arg(self.port.to_string()),
+            );
+            if ready {
+                return Ok(Server { proc });
+            }
+            if Instant::now() >= deadline {
+                proc.close_and_wait(STOP_TIMEOUT);
+                return Err(format!(
+                    "postgres not ready on 127.0.0.1:{} after {READY_TIMEOUT:?}; log {}:\n{}",
+                    self.port,
+                    self.log.display(),
+                    self.log_tail(30)
+                ));
+            }
+            sleep(Duration::from_millis(25));
+        }
+    }
+
+    fn ensure_template(&self, schema: Schema) {
+        let built = self.templates[schema.slot()].get_or_init(|| self.build_template(schema));
+        if let Err(e) = built {
+            panic!("{e}");
+        }
+    }
+
+    /// Creates the template database and applies every migration to it in
+    /// one psql session, in folder-name order (Prisma's order).
+    fn build_template(&self, schema: Schema) -> Result<(), String> {
+        let t0 = Instant::now();
+        let dir = schema.migrations_dir();
+        if !dir.is_dir() {
+            return Err(format!(
+                "LiteLLM schema {} not found at {}: run scripts/fetch-schemas",
+                schema.version(),
+                dir.display()
+            ));
+        }
+        let mut migrations: Vec<PathBuf> = fs::read_dir(&dir)
+            .map_err(|e| format!("cannot list {}: {e}", dir.display()))?
+            .filter_map(|entry| entry.ok().map(|e| e.path().join("migration.sql")))
+            .filter(|sql| sql.is_file())
+            .collect();
+        // Byte-wise order of the folder names (the common parent sorts equal).
+        migrations.sort_by(|a, b| {
+            a.as_os_str()
+                .as_encoded_bytes()
+                .cmp(b.as_os_str().as_encoded_bytes())
+        });
+        if migrations.is_empty() {
+            return Err(format!(
+                "LiteLLM schema {}: no */migration.sql under {}: run scripts/fetch-schemas",
+                schema.version(),
+                dir.display()
+            ));
+        }
+
+        // Prisma sends each migration as one multi-statement query, which
+        // PostgreSQL runs as one implicit transaction; LiteLLM relies on it
+        // (`SET LOCAL lock_timeout`). So each migration gets BEGIN/COMMIT,
+        // except those with CREATE INDEX CONCURRENTLY, which cannot run in a
+        // transaction (LiteLLM keeps them single-statement for that reason).
+        // One folder name contains spaces, hence the quoted `\i` paths.
+        let mut script = String::from("\\set ON_ERROR_STOP 1\n");
+        for sql in &migrations {
+            let text = fs::read_to_string(sql)
+                .map_err(|e| format!("cannot read {}: {e}", sql.display()))?;
+            let in_transaction = !text.to_ascii_lowercase().contains("concurrently");
+            let path = sql
+                .display()
+                .to_string()
+                .replace('\\', "\\\\")
+                .replace('\'', "''");
+            if in_transaction {
+                script.push_str(&format!("BEGIN;\n\\i '{path}'\nCOMMIT;\n"));
+            } else {
+                script.push_str(&format!("\\i '{path}'\n"));
+            }
+        }
+        let script_path = self.dir.join(format!("apply-{}.sql", schema.version()));
+        fs::write(&script_path, script)
+            .map_err(|e| format!("cannot write {}: {e}", script_path.display()))?;
+
+        let tpl = schema.template();
+        psql(self.port, "postgres", &format!("CREATE DATABASE \"{tpl}\""))?;
+        let out = output(
+            psql_command(self.port, tpl)
+                .args(["-v", "ON_ERROR_STOP=1", "-q", "-f"])
+                .arg(&script_path),
+        )?;
+        if !out.status.success() {
+            return Err(format!(
+                "applying LiteLLM schema {} ({} migrations from {}) failed ({}):\n{}",
+                schema.version(),
+                migrations.len(),
+                dir.display(),
+                out.status,
+                output_text(&out)
+            ));
+        }
+        if schema == Schema::New {
+            psql(
+                self.port,
+                tpl,
+                "CREATE EXTENSION IF NOT EXISTS pg_stat_statements",
+            )?;
+        }
+        if std::env::var_os("LITELLM_TEST_PG_TIMINGS").is_some() {
+            eprintln!(
+                "LiteLLM schema {}: {} migrations applied in {:?}",
+                schema.version(),
+                migrations.len(),
+                t0.elapsed()
+            );
+        }
+        Ok(())
+    }
+
+    fn psql_ok(&self, db: &str, sql: &str) -> String {
+        psql(self.port, db, sql).unwrap_or_else(|e| panic!("{e}"))
+    }
+}
+
+impl Drop for Cluster {
+    /// Only private clusters are dropped (statics never are): stop the
+    /// server, then let the janitor delete the directory.
+    fn drop(&mut self) {
+        let server = self.server.get_mut().unwrap_or_else(|e| e.into_inner());
+        if let Some(mut running) = server.take() {
+            // The server may have been left frozen by a failing test.
+            if let Ok(text) = fs::read_to_string(self.data.join("postmaster.pid")) {
+                if let Some(pid) = text.lines().next().map(str::trim) {
+                    let _ = Command::new("pkill").args(["-CONT", "-P", pid]).status();
+                    let _ = Command::new("kill").args(["-CONT", pid]).status();
+                }
+            }
+            running.proc.close_and_wait(STOP_TIMEOUT);
+        }
+        if let Some(janitor) = &mut self.janitor {
+            janitor.close_and_wait(STOP_TIMEOUT);
+        }
+    }
+}
+
+fn pg_bin() -> PathBuf {
+    match std::env::var_os("PG_BIN") {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => PathBuf::from(DEFAULT_PG_BIN),
+    }
+}
+
+/// `psql` as role `postgres` over TCP, ignoring any ~/.psqlrc.
+fn psql_command(port: u16, db: &str) -> Command {
+    let mut cmd = Command::new(pg_bin().join("psql"));
+    cmd.args(["-X", "-h", "127.0.0.1", "-U", "postgres", "-d", db])
+        .arg("-p")
+        .arg(port.to_string());
+    cmd
+}
+
+fn psql(port: u16, db: &str, sql: &str) -> Result<String, String> {
+    let out = output(
+        psql_command(port, db)
+            .args(["-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-c"])
+            .arg(sql),
+    )?;
+    if !out.status.success() {
+        return Err(format!(
+            "psql -d {db} -c {sql:?} failed ({}):\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    while text.ends_with('\n') {
+        text.pop();
+    }
+    Ok(text)
+}
+
+fn output(cmd: &mut Command) -> Result<Output, String> {
+    cmd.stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run {:?}: {e}", cmd.get_program()))
+}
+
+fn output_text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn run_ok(cmd: &mut Command) -> bool {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn spawn_piped(cmd: &mut Command) -> Result<Piped, String> {
+    // Rust creates pipes close-on-exec, so the write end stays with us and is
+    // not inherited by any other child we spawn.
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run {:?}: {e}", cmd.get_program()))?;
+    let stdin = child.stdin.take();
+    Ok(Piped { child, stdin })
+}
+
+fn signal(sig: &str, pid: &str) {
+    let out = output(Command::new("kill").args([sig, pid])).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        out.status.success(),
+        "kill {sig} {pid} failed: {}",
+        output_text(&out)
+    );
+}
+
+fn running_as_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+/// A fresh temporary directory, owned by `postgres` when `as_postgres`.
+/// Falls back to /tmp when user `postgres` cannot reach `$TMPDIR` (e.g. a
+/// parent directory that is not traversable).
+fn make_dir(as_postgres: bool) -> Result<PathBuf, String> {
+    let mut bases = vec![std::env::temp_dir()];
+    if as_postgres && bases[0] != Path::new("/tmp") {
+        bases.push(PathBuf::from("/tmp"));
+    }
+    let mut problems = Vec::new();
+    for base in bases {
+        let dir = tempfile::Builder::new()
+            .prefix("litellm-exporter-pg.")
+            .tempdir_in(&base)
+            .map_err(|e| {
+                format!(
+                    "cannot create a temporary directory in {}: {e}",
+                    base.display()
+                )
+            })?
+            .keep();
+        if !as_postgres {
+            return Ok(dir);
+        }
+        let usable = run_ok(Command::new("chown").arg("postgres:").arg(&dir))
+            && run_ok(
+                Command::new("runuser")
+                    .args(["-u", "postgres", "--", "test", "-w"])
+                    .arg(&dir)
+                    .args(["-a", "-x"])
+                    .arg(&dir),
+            );
+        if usable {
+            return Ok(dir);
+        }
+        problems.push(dir.display().to_string());
+        let _ = fs::remove_dir_all(&dir);
+    }
+    Err(format!(
+        "user postgres cannot use {}: make the parent directories traversable \
+         (chmod o+x) or point TMPDIR to a directory such as /tmp",
+        problems.join(" nor ")
+    ))
+}
+
+fn free_port() -> Result<u16, String> {
+    // Bind port 0, note what the kernel chose, release it for postgres.
+    let listener =
+        TcpListener::bind("127.0.0.1:0").map_err(|e| format!("cannot bind 127.0.0.1:0: {e}"))?;
+    let port = listener.local_addr().map_err(|e| e.to_string())?.port();
+    Ok(port)
+}
+
+fn port_open(port: u16) -> bool {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+}
+
+fn log_tail(log: &Path, lines: usize) -> String {
+    let text =
+        fs::read_to_string(log).unwrap_or_else(|e| format!("(cannot read {}: {e})", log.display()));
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// Quotes a value for postgresql.conf.
+fn conf_quote(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('\'', "''")
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A test that panicked while holding the lock leaves nothing half-done
+    // that matters to the next one.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
