@@ -414,8 +414,8 @@ pub const LEDGER_FAMILIES: &[LedgerFamily] = &[
 
 /// LiteLLM's LATENCY_BUCKETS (seconds), used by every latency histogram unless overridden.
 pub const LATENCY_BUCKETS: &[f64] = &[
-    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
-    420.0, 600.0,
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 420.0,
+    600.0,
 ];
 
 /// prometheus_client's default buckets, which LiteLLM uses for the per-output-token histogram.
@@ -448,44 +448,167 @@ pub const CUSTOMER: &[&str] = &["end_user"];
 
 /// Every entity gauge family, in exposition order. Index constants below name them for `entities`.
 pub const GAUGE_FAMILIES: &[GaugeFamily] = &[
-    gauge("litellm_remaining_team_budget_metric", "Remaining budget for team", TEAM),
-    gauge("litellm_team_max_budget_metric", "Maximum budget set for team", TEAM),
-    gauge("litellm_team_budget_remaining_hours_metric", "Remaining days for team budget to be reset", TEAM),
-    gauge("litellm_remaining_api_key_budget_metric", "Remaining budget for api key", KEY),
-    gauge("litellm_api_key_max_budget_metric", "Maximum budget set for api key", KEY),
-    gauge("litellm_api_key_budget_remaining_hours_metric", "Remaining hours for api key budget to be reset", KEY),
-    gauge("litellm_remaining_user_budget_metric", "Remaining budget for user", USER),
-    gauge("litellm_user_max_budget_metric", "Maximum budget set for user", USER),
-    gauge("litellm_user_budget_remaining_hours_metric", "Remaining hours for user budget to be reset", USER),
-    gauge("litellm_remaining_org_budget_metric", "Remaining budget for organization", ORG),
-    gauge("litellm_org_max_budget_metric", "Maximum budget set for organization", ORG),
-    gauge("litellm_org_budget_remaining_hours_metric", "Remaining hours for organization budget to be reset", ORG),
-    gauge("litellm_remaining_customer_budget_metric", "Remaining budget for customer", CUSTOMER),
-    gauge("litellm_customer_max_budget_metric", "Maximum budget set for customer", CUSTOMER),
-    gauge("litellm_customer_budget_remaining_hours_metric", "Remaining hours for customer budget to be reset", CUSTOMER),
-    gauge("litellm_api_key_rate_limit_allowed_metric", "Rate limit allowed for the api key (requests or tokens per minute)", &["hashed_api_key", "api_key_alias", "rate_limit_type"]),
-    gauge("litellm_team_rate_limit_allowed_metric", "Rate limit allowed for the team (requests or tokens per minute)", &["team", "team_alias", "rate_limit_type"]),
-    gauge("litellm_team_members_metric", "Number of members in the team", TEAM),
-    gauge("litellm_total_users", "Total number of users in LiteLLM", &[]),
-    gauge("litellm_active_users", "Number of users not deactivated by SCIM", &[]),
-    gauge("litellm_teams_count", "Total number of teams in LiteLLM", &[]),
+    gauge(
+        "litellm_remaining_team_budget_metric",
+        "Remaining budget for team",
+        TEAM,
+    ),
+    gauge(
+        "litellm_team_max_budget_metric",
+        "Maximum budget set for team",
+        TEAM,
+    ),
+    gauge(
+        "litellm_team_budget_remaining_hours_metric",
+        "Remaining days for team budget to be reset",
+        TEAM,
+    ),
+    gauge(
+        "litellm_remaining_api_key_budget_metric",
+        "Remaining budget for api key",
+        KEY,
+    ),
+    gauge(
+        "litellm_api_key_max_budget_metric",
+        "Maximum budget set for api key",
+        KEY,
+    ),
+    gauge(
+        "litellm_api_key_budget_remaining_hours_metric",
+        "Remaining hours for api key budget to be reset",
+        KEY,
+    ),
+    gauge(
+        "litellm_remaining_user_budget_metric",
+        "Remaining budget for user",
+        USER,
+    ),
+    gauge(
+        "litellm_user_max_budget_metric",
+        "Maximum budget set for user",
+        USER,
+    ),
+    gauge(
+        "litellm_user_budget_remaining_hours_metric",
+        "Remaining hours for user budget to be reset",
+        USER,
+    ),
+    gauge(
+        "litellm_remaining_org_budget_metric",
+        "Remaining budget for organization",
+        ORG,
+    ),
+    gauge(
+        "litellm_org_max_budget_metric",
+        "Maximum budget set for organization",
+        ORG,
+    ),
+    gauge(
+        "litellm_org_budget_remaining_hours_metric",
+        "Remaining hours for organization budget to be reset",
+        ORG,
+    ),
+    gauge(
+        "litellm_remaining_customer_budget_metric",
+        "Remaining budget for customer",
+        CUSTOMER,
+    ),
+    gauge(
+        "litellm_customer_max_budget_metric",
+        "Maximum budget set for customer",
+        CUSTOMER,
+    ),
+    gauge(
+        "litellm_customer_budget_remaining_hours_metric",
+        "Remaining hours for customer budget to be reset",
+        CUSTOMER,
+    ),
+    gauge(
+        "litellm_api_key_rate_limit_allowed_metric",
+        "Rate limit allowed for the api key (requests or tokens per minute)",
+        &["hashed_api_key", "api_key_alias", "rate_limit_type"],
+    ),
+    gauge(
+        "litellm_team_rate_limit_allowed_metric",
+        "Rate limit allowed for the team (requests or tokens per minute)",
+        &["team", "team_alias", "rate_limit_type"],
+    ),
+    gauge(
+        "litellm_team_members_metric",
+        "Number of members in the team",
+        TEAM,
+    ),
+    gauge(
+        "litellm_total_users",
+        "Total number of users in LiteLLM",
+        &[],
+    ),
+    gauge(
+        "litellm_active_users",
+        "Number of users not deactivated by SCIM",
+        &[],
+    ),
+    gauge(
+        "litellm_teams_count",
+        "Total number of teams in LiteLLM",
+        &[],
+    ),
 ];
 
 /// Families LiteLLM defines that a database cannot supply, with the reason; the README lists them.
 pub const NOT_DERIVABLE: &[(&str, &str)] = &[
-    ("litellm_deployment_state", "router health state is kept in the proxy's memory"),
-    ("litellm_deployment_cooled_down", "router cooldowns are kept in the proxy's memory"),
-    ("litellm_remaining_requests_metric", "provider rate-limit headers are never stored"),
-    ("litellm_remaining_tokens_metric", "provider rate-limit headers are never stored"),
-    ("litellm_remaining_api_key_requests_for_model", "live limiter windows are in memory or Redis"),
-    ("litellm_remaining_api_key_tokens_for_model", "live limiter windows are in memory or Redis"),
-    ("litellm_api_key_rate_limit_used_metric", "live limiter windows are in memory or Redis"),
-    ("litellm_team_rate_limit_used_metric", "live limiter windows are in memory or Redis"),
-    ("litellm_request_queue_time_seconds", "queue and auth wait time is not written to the spend log"),
-    ("litellm_in_flight_requests", "in-flight requests exist only in the proxy process"),
-    ("litellm_callback_logging_failures_metric", "callback failures are not persisted"),
-    ("litellm_deployment_successful_fallbacks", "fallback outcomes per attempt are not persisted"),
-    ("litellm_deployment_failed_fallbacks", "fallback outcomes per attempt are not persisted"),
+    (
+        "litellm_deployment_state",
+        "router health state is kept in the proxy's memory",
+    ),
+    (
+        "litellm_deployment_cooled_down",
+        "router cooldowns are kept in the proxy's memory",
+    ),
+    (
+        "litellm_remaining_requests_metric",
+        "provider rate-limit headers are never stored",
+    ),
+    (
+        "litellm_remaining_tokens_metric",
+        "provider rate-limit headers are never stored",
+    ),
+    (
+        "litellm_remaining_api_key_requests_for_model",
+        "live limiter windows are in memory or Redis",
+    ),
+    (
+        "litellm_remaining_api_key_tokens_for_model",
+        "live limiter windows are in memory or Redis",
+    ),
+    (
+        "litellm_api_key_rate_limit_used_metric",
+        "live limiter windows are in memory or Redis",
+    ),
+    (
+        "litellm_team_rate_limit_used_metric",
+        "live limiter windows are in memory or Redis",
+    ),
+    (
+        "litellm_request_queue_time_seconds",
+        "queue and auth wait time is not written to the spend log",
+    ),
+    (
+        "litellm_in_flight_requests",
+        "in-flight requests exist only in the proxy process",
+    ),
+    (
+        "litellm_callback_logging_failures_metric",
+        "callback failures are not persisted",
+    ),
+    (
+        "litellm_deployment_successful_fallbacks",
+        "fallback outcomes per attempt are not persisted",
+    ),
+    (
+        "litellm_deployment_failed_fallbacks",
+        "fallback outcomes per attempt are not persisted",
+    ),
 ];
 
 #[cfg(test)]
@@ -501,7 +624,12 @@ mod tests {
             assert!(seen.insert(f.name), "duplicate {}", f.name);
             let mut labels = HashSet::new();
             for l in f.labels {
-                assert!(labels.insert(l.name()), "duplicate label {} in {}", l.name(), f.name);
+                assert!(
+                    labels.insert(l.name()),
+                    "duplicate label {} in {}",
+                    l.name(),
+                    f.name
+                );
             }
         }
         for g in GAUGE_FAMILIES {

@@ -31,16 +31,31 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// LiteLLM's PostgreSQL URL (Prisma-style parameters such as ?schema= are understood).
-    #[arg(long = "db-url", env = "DATABASE_URL", hide_env_values = true, global = true)]
+    #[arg(
+        long = "db-url",
+        env = "DATABASE_URL",
+        hide_env_values = true,
+        global = true
+    )]
     pub db_url: Option<String>,
     /// A file holding the database URL (a mounted secret); used when --db-url is not given.
-    #[arg(long = "db-url-file", env = "LITELLM_EXPORTER_DB_URL_FILE", global = true)]
+    #[arg(
+        long = "db-url-file",
+        env = "LITELLM_EXPORTER_DB_URL_FILE",
+        global = true
+    )]
     pub db_url_file: Option<PathBuf>,
     /// Address to serve metrics on [default: 0.0.0.0:10410].
-    #[arg(long = "web.listen-address", env = "LITELLM_EXPORTER_WEB_LISTEN_ADDRESS")]
+    #[arg(
+        long = "web.listen-address",
+        env = "LITELLM_EXPORTER_WEB_LISTEN_ADDRESS"
+    )]
     pub listen_address: Option<String>,
     /// Path under which to expose metrics [default: /metrics].
-    #[arg(long = "web.telemetry-path", env = "LITELLM_EXPORTER_WEB_TELEMETRY_PATH")]
+    #[arg(
+        long = "web.telemetry-path",
+        env = "LITELLM_EXPORTER_WEB_TELEMETRY_PATH"
+    )]
     pub telemetry_path: Option<String>,
     /// How often to read new spend-log rows and entity tables, e.g. 500ms, 15s, 2m [default: 15s].
     #[arg(long = "poll-interval", env = "LITELLM_EXPORTER_POLL_INTERVAL")]
@@ -64,13 +79,22 @@ pub struct RunArgs {
     pub lateness: Option<String>,
     /// Window every poll re-reads; the whole lateness window is re-read every
     /// --ledger.full-window-every polls [default: 10m].
-    #[arg(long = "ledger.recent-window", env = "LITELLM_EXPORTER_LEDGER_RECENT_WINDOW")]
+    #[arg(
+        long = "ledger.recent-window",
+        env = "LITELLM_EXPORTER_LEDGER_RECENT_WINDOW"
+    )]
     pub recent_window: Option<String>,
     /// Re-read the whole lateness window every N polls [default: 4].
-    #[arg(long = "ledger.full-window-every", env = "LITELLM_EXPORTER_LEDGER_FULL_WINDOW_EVERY")]
+    #[arg(
+        long = "ledger.full-window-every",
+        env = "LITELLM_EXPORTER_LEDGER_FULL_WINDOW_EVERY"
+    )]
     pub full_window_every: Option<u32>,
     /// statement_timeout for every query [default: 15s].
-    #[arg(long = "db.statement-timeout", env = "LITELLM_EXPORTER_DB_STATEMENT_TIMEOUT")]
+    #[arg(
+        long = "db.statement-timeout",
+        env = "LITELLM_EXPORTER_DB_STATEMENT_TIMEOUT"
+    )]
     pub statement_timeout: Option<String>,
     /// Database connections, 1 to 4 [default: 2].
     #[arg(long = "db.pool-size", env = "LITELLM_EXPORTER_DB_POOL_SIZE")]

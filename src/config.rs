@@ -134,11 +134,15 @@ fn check_buckets(b: &[f64]) -> Result<(), ConfigError> {
     }
     for w in b.windows(2) {
         if w[0] >= w[1] {
-            return Err(invalid("prometheus_latency_buckets must be strictly increasing"));
+            return Err(invalid(
+                "prometheus_latency_buckets must be strictly increasing",
+            ));
         }
     }
     if b.iter().any(|x| !x.is_finite() || *x < 0.0) {
-        return Err(invalid("prometheus_latency_buckets must be finite and not negative (+Inf is implied)"));
+        return Err(invalid(
+            "prometheus_latency_buckets must be finite and not negative (+Inf is implied)",
+        ));
     }
     Ok(())
 }
@@ -175,7 +179,10 @@ impl Config {
             .clone()
             .or(ex.telemetry_path.clone())
             .unwrap_or_else(|| "/metrics".into());
-        if !telemetry_path.starts_with('/') || telemetry_path == "/" || telemetry_path.starts_with("/-/") {
+        if !telemetry_path.starts_with('/')
+            || telemetry_path == "/"
+            || telemetry_path.starts_with("/-/")
+        {
             return Err(invalid(format!(
                 "--web.telemetry-path {telemetry_path:?} must start with / and not be / or under /-/"
             )));
@@ -183,14 +190,26 @@ impl Config {
         let dur = |flag: &Option<String>, file: &Option<String>, what: &str, default: &str| {
             parse_duration(what, flag.as_deref().or(file.as_deref()).unwrap_or(default))
         };
-        let poll_interval = dur(&args.poll_interval, &ex.poll_interval, "--poll-interval", "15s")?;
+        let poll_interval = dur(
+            &args.poll_interval,
+            &ex.poll_interval,
+            "--poll-interval",
+            "15s",
+        )?;
         if poll_interval < Duration::from_millis(100) {
             return Err(invalid("--poll-interval must be at least 100ms"));
         }
         let lateness = dur(&args.lateness, &ex.lateness, "--ledger.lateness", "1h")?;
-        let recent = dur(&args.recent_window, &ex.recent_window, "--ledger.recent-window", "10m")?;
+        let recent = dur(
+            &args.recent_window,
+            &ex.recent_window,
+            "--ledger.recent-window",
+            "10m",
+        )?;
         if recent > lateness {
-            return Err(invalid("--ledger.recent-window must not exceed --ledger.lateness"));
+            return Err(invalid(
+                "--ledger.recent-window must not exceed --ledger.lateness",
+            ));
         }
         let late_every = args.full_window_every.or(ex.full_window_every).unwrap_or(4);
         if late_every == 0 {
@@ -204,7 +223,9 @@ impl Config {
         )?;
         let size = args.pool_size.or(ex.pool_size).unwrap_or(2);
         if !(1..=MAX_POOL_SIZE).contains(&size) {
-            return Err(invalid(format!("--db.pool-size must be 1 to {MAX_POOL_SIZE}")));
+            return Err(invalid(format!(
+                "--db.pool-size must be 1 to {MAX_POOL_SIZE}"
+            )));
         }
         let log_level = args.log_level.clone().unwrap_or_else(|| "info".into());
         if !["error", "warn", "info", "debug", "trace"].contains(&log_level.as_str()) {
@@ -215,14 +236,20 @@ impl Config {
         let log_format = match args.log_format.as_deref().unwrap_or("logfmt") {
             "logfmt" => LogFormat::Logfmt,
             "json" => LogFormat::Json,
-            other => return Err(invalid(format!("--log.format {other:?}: use logfmt or json"))),
+            other => {
+                return Err(invalid(format!(
+                    "--log.format {other:?}: use logfmt or json"
+                )))
+            }
         };
         let latency = ls
             .prometheus_latency_buckets
             .clone()
             .unwrap_or_else(|| LATENCY_BUCKETS.to_vec());
         check_buckets(&latency)?;
-        let end_user = ls.enable_end_user_cost_tracking_prometheus_only.unwrap_or(false);
+        let end_user = ls
+            .enable_end_user_cost_tracking_prometheus_only
+            .unwrap_or(false);
         Ok(Config {
             target,
             listen,
@@ -264,8 +291,14 @@ mod tests {
 
     #[test]
     fn durations_and_addresses() {
-        assert_eq!(parse_duration("x", "500ms").ok(), Some(Duration::from_millis(500)));
-        assert_eq!(parse_duration("x", "2m").ok(), Some(Duration::from_secs(120)));
+        assert_eq!(
+            parse_duration("x", "500ms").ok(),
+            Some(Duration::from_millis(500))
+        );
+        assert_eq!(
+            parse_duration("x", "2m").ok(),
+            Some(Duration::from_secs(120))
+        );
         assert!(parse_duration("x", "soon").is_err());
         assert!(parse_duration("x", "0s").is_err());
         assert_eq!(parse_listen(":10410").ok(), "0.0.0.0:10410".parse().ok());

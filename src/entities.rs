@@ -66,7 +66,14 @@ impl Gauges {
 
     /// The three budget gauges of one entity, starting at family `base`. LiteLLM reports an
     /// unlimited budget as +Inf remaining and no maximum; an overdue reset as negative hours.
-    fn budget(&mut self, base: usize, block: &str, max: Option<f64>, spend: f64, hours: Option<f64>) {
+    fn budget(
+        &mut self,
+        base: usize,
+        block: &str,
+        max: Option<f64>,
+        spend: f64,
+        hours: Option<f64>,
+    ) {
         if !spend.is_finite() {
             self.bad += 1;
         }
@@ -118,7 +125,13 @@ pub async fn read(
         for r in &rows {
             let (id, alias): (String, String) = (r.try_get(0)?, r.try_get(1)?);
             let block = labels(&GAUGE_FAMILIES[TEAM_BUDGET], &[&id, &alias]);
-            g.budget(TEAM_BUDGET, &block, r.try_get(2)?, r.try_get(3)?, r.try_get(4)?);
+            g.budget(
+                TEAM_BUDGET,
+                &block,
+                r.try_get(2)?,
+                r.try_get(3)?,
+                r.try_get(4)?,
+            );
             for (col, kind) in [(5, "requests"), (6, "tokens")] {
                 if let Some(limit) = r.try_get::<_, Option<i64>>(col)? {
                     let b = labels(&GAUGE_FAMILIES[TEAM_RATE], &[&id, &alias, kind]);
@@ -133,7 +146,13 @@ pub async fn read(
         for r in tx.query(sql::ENTITY_KEYS, &[]).await? {
             let (token, alias): (String, String) = (r.try_get(0)?, r.try_get(1)?);
             let block = labels(&GAUGE_FAMILIES[KEY_BUDGET], &[&token, &alias]);
-            g.budget(KEY_BUDGET, &block, r.try_get(2)?, r.try_get(3)?, r.try_get(4)?);
+            g.budget(
+                KEY_BUDGET,
+                &block,
+                r.try_get(2)?,
+                r.try_get(3)?,
+                r.try_get(4)?,
+            );
             for (col, kind) in [(5, "requests"), (6, "tokens")] {
                 if let Some(limit) = r.try_get::<_, Option<i64>>(col)? {
                     let b = labels(&GAUGE_FAMILIES[KEY_RATE], &[&token, &alias, kind]);
@@ -151,7 +170,13 @@ pub async fn read(
             } else {
                 labels(&GAUGE_FAMILIES[USER_BUDGET], &[&id])
             };
-            g.budget(USER_BUDGET, &block, r.try_get(3)?, r.try_get(4)?, r.try_get(5)?);
+            g.budget(
+                USER_BUDGET,
+                &block,
+                r.try_get(3)?,
+                r.try_get(4)?,
+                r.try_get(5)?,
+            );
         }
         let r = tx.query_one(sql::ENTITY_USER_COUNTS, &[]).await?;
         g.set(TOTAL_USERS, "", r.try_get::<_, i64>(0)? as f64);
@@ -162,7 +187,13 @@ pub async fn read(
         for r in tx.query(sql::ENTITY_ORGS, &[]).await? {
             let (id, alias): (String, String) = (r.try_get(0)?, r.try_get(1)?);
             let block = labels(&GAUGE_FAMILIES[ORG_BUDGET], &[&id, &alias]);
-            g.budget(ORG_BUDGET, &block, r.try_get(2)?, r.try_get(3)?, r.try_get(4)?);
+            g.budget(
+                ORG_BUDGET,
+                &block,
+                r.try_get(2)?,
+                r.try_get(3)?,
+                r.try_get(4)?,
+            );
             org_aliases.insert(id, alias);
         }
     }
@@ -170,7 +201,13 @@ pub async fn read(
         for r in tx.query(sql::ENTITY_CUSTOMERS, &[]).await? {
             let id: String = r.try_get(0)?;
             let block = labels(&GAUGE_FAMILIES[CUSTOMER_BUDGET], &[&id]);
-            g.budget(CUSTOMER_BUDGET, &block, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?);
+            g.budget(
+                CUSTOMER_BUDGET,
+                &block,
+                r.try_get(1)?,
+                r.try_get(2)?,
+                r.try_get(3)?,
+            );
         }
     }
     tx.commit().await?;
@@ -195,14 +232,23 @@ mod tests {
         assert_eq!(at(KEY_BUDGET), "litellm_remaining_api_key_budget_metric");
         assert_eq!(at(USER_BUDGET), "litellm_remaining_user_budget_metric");
         assert_eq!(at(ORG_BUDGET), "litellm_remaining_org_budget_metric");
-        assert_eq!(at(CUSTOMER_BUDGET), "litellm_remaining_customer_budget_metric");
+        assert_eq!(
+            at(CUSTOMER_BUDGET),
+            "litellm_remaining_customer_budget_metric"
+        );
         assert_eq!(at(KEY_RATE), "litellm_api_key_rate_limit_allowed_metric");
         assert_eq!(at(TEAM_RATE), "litellm_team_rate_limit_allowed_metric");
         assert_eq!(at(TEAM_MEMBERS), "litellm_team_members_metric");
         assert_eq!(at(TOTAL_USERS), "litellm_total_users");
         assert_eq!(at(ACTIVE_USERS), "litellm_active_users");
         assert_eq!(at(TEAMS_COUNT), "litellm_teams_count");
-        for base in [TEAM_BUDGET, KEY_BUDGET, USER_BUDGET, ORG_BUDGET, CUSTOMER_BUDGET] {
+        for base in [
+            TEAM_BUDGET,
+            KEY_BUDGET,
+            USER_BUDGET,
+            ORG_BUDGET,
+            CUSTOMER_BUDGET,
+        ] {
             assert!(at(base + 1).ends_with("max_budget_metric"));
             assert!(at(base + 2).ends_with("remaining_hours_metric"));
         }
@@ -213,7 +259,10 @@ mod tests {
         let mut g = Gauges::new();
         g.budget(TEAM_BUDGET, "{}", None, 3.0, None);
         g.budget(TEAM_BUDGET, "{x}", Some(f64::NAN), 3.0, Some(1.0));
-        assert_eq!(g.samples[TEAM_BUDGET], vec![("{}".to_string(), f64::INFINITY)]);
+        assert_eq!(
+            g.samples[TEAM_BUDGET],
+            vec![("{}".to_string(), f64::INFINITY)]
+        );
         assert!(g.samples[TEAM_BUDGET + 1].is_empty());
         assert_eq!(g.bad, 2);
     }

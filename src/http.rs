@@ -60,7 +60,9 @@ fn accepts_gzip(h: &Option<String>) -> bool {
     h.as_deref().is_some_and(|v| {
         v.split(',').any(|p| {
             let mut parts = p.trim().split(';');
-            parts.next().is_some_and(|e| e.trim().eq_ignore_ascii_case("gzip"))
+            parts
+                .next()
+                .is_some_and(|e| e.trim().eq_ignore_ascii_case("gzip"))
                 && !parts.any(|q| q.trim().replace(' ', "") == "q=0")
         })
     })
@@ -89,7 +91,10 @@ pub fn serve(
                 } else if p == "/-/ready" {
                     match shared.not_ready_reason() {
                         None => text(StatusCode::OK, "Ready\n".into()),
-                        Some(why) => text(StatusCode::SERVICE_UNAVAILABLE, format!("Not ready: {why}\n")),
+                        Some(why) => text(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            format!("Not ready: {why}\n"),
+                        ),
                     }
                 } else if p == "/" {
                     Response::builder()

@@ -55,7 +55,12 @@ pub async fn run(
             let _ = rx.changed().await;
         }
     };
-    let (addr, server) = http::serve(cfg.listen, cfg.telemetry_path.clone(), shared.clone(), http_stop)?;
+    let (addr, server) = http::serve(
+        cfg.listen,
+        cfg.telemetry_path.clone(),
+        shared.clone(),
+        http_stop,
+    )?;
     tracing::info!(address = %addr, path = %cfg.telemetry_path, "Serving metrics.");
     let refresher = refresh::Refresher::new(cfg, shared);
     let mut loop_task = tokio::spawn(refresher.run(stop_rx));

@@ -17,10 +17,18 @@ fn init_logging(level: &str, format: LogFormat) {
     let registry = tracing_subscriber::registry().with(filter);
     match format {
         LogFormat::Json => registry
-            .with(tracing_subscriber::fmt::layer().json().with_writer(std::io::stderr))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .with_writer(std::io::stderr),
+            )
             .init(),
         LogFormat::Logfmt => registry
-            .with(tracing_logfmt::builder().layer().with_writer(std::io::stderr))
+            .with(
+                tracing_logfmt::builder()
+                    .layer()
+                    .with_writer(std::io::stderr),
+            )
             .init(),
     }
 }

@@ -45,7 +45,10 @@ impl Default for Shared {
 
 impl Shared {
     pub fn exposition(&self) -> Bytes {
-        self.exposition.read().map(|b| b.clone()).unwrap_or_default()
+        self.exposition
+            .read()
+            .map(|b| b.clone())
+            .unwrap_or_default()
     }
 
     fn publish(&self, body: String) {
@@ -69,7 +72,9 @@ impl Shared {
     fn set_ready_state(&self) {
         let ready = self.db_up.load(Ordering::Relaxed) && self.caught_up.load(Ordering::Relaxed);
         self.selfm.ready.set(i64::from(ready));
-        self.selfm.database_up.set(i64::from(self.db_up.load(Ordering::Relaxed)));
+        self.selfm
+            .database_up
+            .set(i64::from(self.db_up.load(Ordering::Relaxed)));
     }
 }
 
@@ -233,7 +238,10 @@ impl Refresher {
                 }
             }
             for t in schema.missing_tables() {
-                warn!(table = t, "LiteLLM table not found; the metrics that need it are off.");
+                warn!(
+                    table = t,
+                    "LiteLLM table not found; the metrics that need it are off."
+                );
             }
             self.projection = Some(Projection::new(
                 &schema,
@@ -273,10 +281,16 @@ impl Refresher {
                     }
                     .clamp(0.0, 1.0);
                     shared.selfm.catch_up_progress.set(ratio);
-                    shared.progress.store((ratio * 1000.0) as u64, Ordering::Relaxed);
+                    shared
+                        .progress
+                        .store((ratio * 1000.0) as u64, Ordering::Relaxed);
                     if last_log.elapsed() >= Duration::from_secs(5) {
                         *last_log = Instant::now();
-                        info!(progress = format!("{:.1}%", ratio * 100.0), rows = p.rows, "Catch-up progress.");
+                        info!(
+                            progress = format!("{:.1}%", ratio * 100.0),
+                            rows = p.rows,
+                            "Catch-up progress."
+                        );
                     }
                 })
                 .await?;
@@ -291,9 +305,18 @@ impl Refresher {
             );
         } else {
             self.shared.caught_up.store(true, Ordering::Relaxed);
-            let r = self.tail.poll(&mut client, &mut self.ledger, &projection).await?;
+            let r = self
+                .tail
+                .poll(&mut client, &mut self.ledger, &projection)
+                .await?;
             self.shared.selfm.poll_rows_read.set(r.rows_read as i64);
-            debug!(read = r.rows_read, new = r.new_rows, grown = r.grown_rows, full_window = r.late_scan, "Polled the spend log.");
+            debug!(
+                read = r.rows_read,
+                new = r.new_rows,
+                grown = r.grown_rows,
+                full_window = r.late_scan,
+                "Polled the spend log."
+            );
         }
         Ok(())
     }
@@ -302,7 +325,10 @@ impl Refresher {
         let mut client = self.pool.get().await?;
         let schema = self.schema.clone().unwrap_or_default();
         self.entities = entities::read(&mut client, &schema, &self.cfg.entities).await?;
-        SelfMetrics::catch_up_counter(&self.shared.selfm.bad_numbers, self.ledger.stats.bad_numbers + self.entities.bad_numbers);
+        SelfMetrics::catch_up_counter(
+            &self.shared.selfm.bad_numbers,
+            self.ledger.stats.bad_numbers + self.entities.bad_numbers,
+        );
         Ok(())
     }
 
@@ -312,14 +338,19 @@ impl Refresher {
         SelfMetrics::catch_up_counter(&sm.rows_ingested, stats.rows_ingested);
         SelfMetrics::catch_up_counter(&sm.corrections_ignored, stats.corrections_ignored);
         if let Some(newest) = stats.newest_start_ms {
-            sm.ingest_lag.set((unix_now() - newest as f64 / 1000.0).max(0.0));
+            sm.ingest_lag
+                .set((unix_now() - newest as f64 / 1000.0).max(0.0));
         }
         sm.remembered_rows.set(self.ledger.remembered_rows() as i64);
         // Until this process has caught up, its totals may lag the values a previous process
         // served (a state file is only saved every 30 s): serving them could look like a
         // counter reset, so the ledger families appear only once they are complete.
         let (mut body, counts) = if self.tail.cursor.caught_up() {
-            self.renderer.render(&self.ledger, &self.entities.org_aliases, &self.cfg.thresholds)
+            self.renderer.render(
+                &self.ledger,
+                &self.entities.org_aliases,
+                &self.cfg.thresholds,
+            )
         } else {
             (String::new(), Vec::new())
         };
@@ -340,7 +371,13 @@ impl Refresher {
         if !(force || due) {
             return;
         }
-        match state::save(&path, &self.fingerprint, &self.cfg.target.display, &self.ledger, &self.tail.cursor) {
+        match state::save(
+            &path,
+            &self.fingerprint,
+            &self.cfg.target.display,
+            &self.ledger,
+            &self.tail.cursor,
+        ) {
             Ok(()) => {
                 self.last_save = Some(Instant::now());
                 self.shared.selfm.state_saved.set(unix_now());

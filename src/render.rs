@@ -67,7 +67,11 @@ pub fn fmt_le(b: f64) -> String {
 }
 
 pub fn push_header(out: &mut String, name: &str, help: &str, kind: &str) {
-    let _ = writeln!(out, "# HELP {name} {}", help.replace('\\', "\\\\").replace('\n', "\\n"));
+    let _ = writeln!(
+        out,
+        "# HELP {name} {}",
+        help.replace('\\', "\\\\").replace('\n', "\\n")
+    );
     let _ = writeln!(out, "# TYPE {name} {kind}");
 }
 
@@ -139,7 +143,10 @@ const NONE: u32 = u32::MAX;
 impl LedgerRenderer {
     fn assign(&mut self, ledger: &Ledger) {
         if self.families.len() != LEDGER_FAMILIES.len() {
-            self.families = LEDGER_FAMILIES.iter().map(|_| FamilyIndex::default()).collect();
+            self.families = LEDGER_FAMILIES
+                .iter()
+                .map(|_| FamilyIndex::default())
+                .collect();
         }
         let classes = ledger.classes();
         for c in &classes[self.class_series.len()..] {
@@ -151,8 +158,11 @@ impl LedgerRenderer {
                     continue;
                 }
                 let names: Vec<&str> = fam.labels.iter().map(|l| l.name()).collect();
-                let values: Vec<String> =
-                    fam.labels.iter().map(|l| c.key.label_value(*l, org)).collect();
+                let values: Vec<String> = fam
+                    .labels
+                    .iter()
+                    .map(|l| c.key.label_value(*l, org))
+                    .collect();
                 let values: Vec<&str> = values.iter().map(String::as_str).collect();
                 let inner = label_block(&names, &values);
                 let idx = &mut self.families[f];
@@ -235,9 +245,15 @@ impl LedgerRenderer {
                             let n = acc.buckets.get(i).copied().unwrap_or(0);
                             let _ = writeln!(body, "{}_bucket{open}le=\"{le}\"}} {n}", fam.name);
                         }
-                        let _ = writeln!(body, "{}_bucket{open}le=\"+Inf\"}} {}", fam.name, acc.count);
+                        let _ =
+                            writeln!(body, "{}_bucket{open}le=\"+Inf\"}} {}", fam.name, acc.count);
                         let _ = writeln!(body, "{}_count{block} {}", fam.name, acc.count);
-                        let _ = writeln!(body, "{}_sum{block} {}", fam.name, fmt_value(acc.sum as f64 / 1e6));
+                        let _ = writeln!(
+                            body,
+                            "{}_sum{block} {}",
+                            fam.name,
+                            fmt_value(acc.sum as f64 / 1e6)
+                        );
                     }
                     if written > 0 {
                         push_header(&mut out, fam.name, fam.help, "histogram");
@@ -274,8 +290,13 @@ mod tests {
     #[test]
     fn spend_is_monotonic_in_its_integer() {
         let mut last = 0.0f64;
-        for units in (0u128..2_000_000).step_by(7919).chain([u128::MAX / 3, u128::MAX / 2]) {
-            let v: f64 = counter_value(CounterValue::Spend, units).parse().expect("number");
+        for units in (0u128..2_000_000)
+            .step_by(7919)
+            .chain([u128::MAX / 3, u128::MAX / 2])
+        {
+            let v: f64 = counter_value(CounterValue::Spend, units)
+                .parse()
+                .expect("number");
             assert!(v >= last);
             last = v;
         }

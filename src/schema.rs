@@ -47,7 +47,11 @@ impl Schema {
 
     /// The tables this exporter reads that are absent, in `TABLES` order.
     pub fn missing_tables(&self) -> Vec<&'static str> {
-        TABLES.iter().copied().filter(|t| !self.has_table(t)).collect()
+        TABLES
+            .iter()
+            .copied()
+            .filter(|t| !self.has_table(t))
+            .collect()
     }
 
     /// Feature flags for the self-metric `litellm_exporter_schema_feature`.
@@ -69,7 +73,10 @@ impl Schema {
     pub fn from_pairs(pairs: &[(&str, &str)]) -> Schema {
         let mut tables: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         for (t, c) in pairs {
-            tables.entry(t.to_string()).or_default().insert(c.to_string());
+            tables
+                .entry(t.to_string())
+                .or_default()
+                .insert(c.to_string());
         }
         Schema { tables }
     }

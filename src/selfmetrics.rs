@@ -1,7 +1,10 @@
 //! The exporter's own metrics (`litellm_exporter_*`), kept in a registry of the `prometheus`
 //! crate: whether the database answers, how fresh and how expensive the data is, what went wrong.
 
-use prometheus::{Encoder, Gauge, GaugeVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, Gauge, GaugeVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
 
 pub struct SelfMetrics {
     registry: Registry,
@@ -37,7 +40,10 @@ impl SelfMetrics {
             }};
         }
         let build = reg!(IntGaugeVec::new(
-            opts("litellm_exporter_build_info", "Version, git revision and compiler of this exporter; always 1."),
+            opts(
+                "litellm_exporter_build_info",
+                "Version, git revision and compiler of this exporter; always 1."
+            ),
             &["version", "revision", "rustc"]
         ));
         build
@@ -68,8 +74,9 @@ impl SelfMetrics {
     }
 
     /// Error kinds, created at zero so that `rate()` and alerts see them before the first error.
-    pub const ERROR_KINDS: &'static [&'static str] =
-        &["connect", "timeout", "query", "schema", "conflict", "entities", "state"];
+    pub const ERROR_KINDS: &'static [&'static str] = &[
+        "connect", "timeout", "query", "schema", "conflict", "entities", "state",
+    ];
 
     pub fn error(&self, kind: &str) {
         self.errors.with_label_values(&[kind]).inc();

@@ -30,7 +30,10 @@ pub fn fill(template: &str, values: &[(&str, &str)]) -> String {
 mod tests {
     #[test]
     fn fill_replaces_all() {
-        assert_eq!(super::fill("a {{x}} {{x}} {{y}}", &[("x", "1"), ("y", "2")]), "a 1 1 2");
+        assert_eq!(
+            super::fill("a {{x}} {{x}} {{y}}", &[("x", "1"), ("y", "2")]),
+            "a 1 1 2"
+        );
     }
 
     #[test]

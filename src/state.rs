@@ -33,15 +33,19 @@ pub enum StateError {
 
 /// Loads a state file. Ok(None): no file yet, or one written for other settings or another
 /// database (the caller rebuilds from the database and says why in the log).
-pub fn load(path: &Path, fingerprint: &str, database: &str) -> Result<Option<(Ledger, Cursor)>, StateError> {
+pub fn load(
+    path: &Path,
+    fingerprint: &str,
+    database: &str,
+) -> Result<Option<(Ledger, Cursor)>, StateError> {
     let name = path.display().to_string();
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(StateError::Io(name, e)),
     };
-    let saved: Saved =
-        serde_json::from_slice(&bytes).map_err(|e| StateError::Format(name.clone(), e.to_string()))?;
+    let saved: Saved = serde_json::from_slice(&bytes)
+        .map_err(|e| StateError::Format(name.clone(), e.to_string()))?;
     if saved.format != FORMAT || saved.fingerprint != fingerprint || saved.database != database {
         tracing::warn!(
             path = %name,
@@ -54,7 +58,13 @@ pub fn load(path: &Path, fingerprint: &str, database: &str) -> Result<Option<(Le
     Ok(Some((ledger, saved.cursor.resume())))
 }
 
-pub fn save(path: &Path, fingerprint: &str, database: &str, ledger: &Ledger, cursor: &Cursor) -> Result<(), StateError> {
+pub fn save(
+    path: &Path,
+    fingerprint: &str,
+    database: &str,
+    ledger: &Ledger,
+    cursor: &Cursor,
+) -> Result<(), StateError> {
     #[derive(Serialize)]
     struct SavedRef<'a> {
         format: u32,

@@ -64,9 +64,13 @@ SELECT
        THEN round(coalesce(d.ttft_us, d.total_us)::numeric / s.completion_tokens)::bigint
        END                                                                  AS per_token_us
 FROM "LiteLLM_SpendLogs" s
+-- Each LATERAL ends in OFFSET 0 so that the planner computes it once per row instead of inlining
+-- it into every expression that uses it (which re-reads, and re-decompresses, the metadata JSON
+-- for every one of the ~100 aggregates of the grouped read: measured 15x slower).
 -- Metadata may be NULL or, on hand-edited rows, not an object at all: read it as {} then.
 CROSS JOIN LATERAL (
   SELECT CASE WHEN jsonb_typeof(s.metadata) = 'object' THEN s.metadata ELSE '{}'::jsonb END AS md
+  OFFSET 0
 ) m
 CROSS JOIN LATERAL (
   SELECT CASE WHEN jsonb_typeof(m.md->'usage_object') = 'object'
@@ -75,6 +79,7 @@ CROSS JOIN LATERAL (
               THEN m.md->'error_information' ELSE '{}'::jsonb END AS e,
          CASE WHEN jsonb_typeof(m.md->'additional_usage_values') = 'object'
               THEN m.md->'additional_usage_values' ELSE '{}'::jsonb END AS a
+  OFFSET 0
 ) j
 -- Token details: only JSON numbers count; anything else (strings, objects, null) is absent.
 CROSS JOIN LATERAL (
@@ -102,13 +107,15 @@ CROSS JOIN LATERAL (
     j.u -> 'cache_creation_input_tokens',
     j.a -> 'cache_read_input_tokens',
     j.a -> 'cache_creation_input_tokens'
-  ] AS v) x
+  ] AS v OFFSET 0) x
+  OFFSET 0
 ) t
 -- Spend: NaN compares greater than every number in PostgreSQL, hence the explicit upper bound
 -- (one request costing a million dollars or more is taken as corrupt).
 CROSS JOIN LATERAL (
   SELECT CASE WHEN s.spend >= 0 AND s.spend < 1e6 THEN round(s.spend * 1e12)::bigint ELSE 0 END AS spend_pico,
          CASE WHEN s.spend >= 0 AND s.spend < 1e6 THEN 0 ELSE 1 END AS spend_bad
+  OFFSET 0
 ) n
 -- Durations come from the timestamps (millisecond precision), which every schema has.
 CROSS JOIN LATERAL (
@@ -124,11 +131,13 @@ CROSS JOIN LATERAL (
               AND s."completionStartTime" < s."endTime" AND s."completionStartTime" >= s."startTime"
          THEN round(extract(epoch FROM (s."completionStartTime" - s."startTime")) * 1000000)::bigint
          END AS ttft_us
+  OFFSET 0
 ) d
 CROSS JOIN LATERAL (
   SELECT CASE WHEN jsonb_typeof(m.md->'litellm_overhead_time_ms') = 'number'
               THEN least(greatest(round((m.md->>'litellm_overhead_time_ms')::numeric * 1000), 0), 1e15)::bigint
               END AS overhead_us
+  OFFSET 0
 ) o
 WHERE s."startTime" >= $1::text::timestamp
   AND s."startTime" < $2::text::timestamp

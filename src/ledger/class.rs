@@ -42,7 +42,10 @@ pub const KEY_COLUMNS: usize = 22;
 impl ClassKey {
     /// Reads the 22 key columns starting at `first` (the projection's and the grouped query's
     /// shared order).
-    pub fn from_row(row: &tokio_postgres::Row, first: usize) -> Result<Self, tokio_postgres::Error> {
+    pub fn from_row(
+        row: &tokio_postgres::Row,
+        first: usize,
+    ) -> Result<Self, tokio_postgres::Error> {
         let s = |i: usize| -> Result<String, tokio_postgres::Error> { row.try_get(first + i) };
         Ok(ClassKey {
             api_key: s(0)?,
@@ -174,7 +177,10 @@ mod tests {
     #[test]
     fn strips_only_own_provider() {
         assert_eq!(strip_provider("openai/gpt-4o", "openai"), "gpt-4o");
-        assert_eq!(strip_provider("azure/my-deploy", "openai"), "azure/my-deploy");
+        assert_eq!(
+            strip_provider("azure/my-deploy", "openai"),
+            "azure/my-deploy"
+        );
         assert_eq!(strip_provider("gpt-4o", "openai"), "gpt-4o");
         assert_eq!(strip_provider("openai/", "openai"), "openai/");
         assert_eq!(strip_provider("a/b/c", "a"), "b/c");
@@ -182,9 +188,15 @@ mod tests {
 
     #[test]
     fn exception_classes() {
-        assert_eq!(exception_class("RateLimitError", "openai"), "Openai.RateLimitError");
+        assert_eq!(
+            exception_class("RateLimitError", "openai"),
+            "Openai.RateLimitError"
+        );
         assert_eq!(exception_class("Timeout", "vertex_ai"), "Vertex_ai.Timeout");
-        assert_eq!(exception_class("BudgetExceededError", "openai"), "BudgetExceededError");
+        assert_eq!(
+            exception_class("BudgetExceededError", "openai"),
+            "BudgetExceededError"
+        );
         assert_eq!(exception_class("X", ""), "X");
         assert_eq!(exception_class("", "openai"), "");
     }
@@ -202,9 +214,15 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(k.label_value(Label::Model, None), "gpt-4o");
-        assert_eq!(k.label_value(Label::LitellmModelName, None), "openai/gpt-4o");
+        assert_eq!(
+            k.label_value(Label::LitellmModelName, None),
+            "openai/gpt-4o"
+        );
         assert_eq!(k.label_value(Label::StatusCode, None), "429");
-        assert_eq!(k.label_value(Label::ExceptionClass, None), "Openai.RateLimitError");
+        assert_eq!(
+            k.label_value(Label::ExceptionClass, None),
+            "Openai.RateLimitError"
+        );
         assert_eq!(k.label_value(Label::Team, None), "None");
         assert_eq!(k.label_value(Label::RequestedModelOriginal, None), "gpt4");
         assert_eq!(k.label_value(Label::OrgAlias, Some("Acme")), "Acme");

@@ -132,7 +132,11 @@ impl Ledger {
         if start_ms == i64::MAX {
             return;
         }
-        self.stats.newest_start_ms = Some(self.stats.newest_start_ms.map_or(start_ms, |n| n.max(start_ms)));
+        self.stats.newest_start_ms = Some(
+            self.stats
+                .newest_start_ms
+                .map_or(start_ms, |n| n.max(start_ms)),
+        );
     }
 
     /// Adds a group of rows that can no longer change (start-up rebuild of old rows).
@@ -267,8 +271,14 @@ mod tests {
     fn each_version_counted_once() {
         let mut l = Ledger::default();
         assert_eq!(l.apply_row(row("a", 1, 10, "t"), true, &t()), Applied::New);
-        assert_eq!(l.apply_row(row("a", 1, 10, "t"), true, &t()), Applied::Unchanged);
-        assert_eq!(l.apply_row(row("a", 2, 30, "t"), true, &t()), Applied::Grown);
+        assert_eq!(
+            l.apply_row(row("a", 1, 10, "t"), true, &t()),
+            Applied::Unchanged
+        );
+        assert_eq!(
+            l.apply_row(row("a", 2, 30, "t"), true, &t()),
+            Applied::Grown
+        );
         let acc = &l.classes()[0].acc;
         assert_eq!(acc.rows, 1);
         assert_eq!(acc.add.spend_pico, 30);
@@ -279,7 +289,10 @@ mod tests {
     fn shrinking_and_moving_rows_never_decrease() {
         let mut l = Ledger::default();
         l.apply_row(row("a", 1, 30, "t"), true, &t());
-        assert_eq!(l.apply_row(row("a", 2, 10, "u"), true, &t()), Applied::Unchanged);
+        assert_eq!(
+            l.apply_row(row("a", 2, 10, "u"), true, &t()),
+            Applied::Unchanged
+        );
         assert_eq!(l.classes().len(), 1);
         assert_eq!(l.classes()[0].acc.add.spend_pico, 30);
         assert_eq!(l.stats.corrections_ignored, 1);

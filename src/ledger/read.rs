@@ -41,7 +41,10 @@ impl Projection {
             sql::LEDGER_PROJECT,
             &[
                 ("status", col("status", "s.status")),
-                ("organization_id", col("organization_id", "s.organization_id")),
+                (
+                    "organization_id",
+                    col("organization_id", "s.organization_id"),
+                ),
                 (
                     "user_email",
                     opt(
@@ -187,9 +190,7 @@ pub async fn grouped(
     hi: Option<i64>,
 ) -> Result<Vec<Group>, GroupError> {
     let (lo, hi) = (bound(lo, false), bound(hi, true));
-    let out = tx
-        .query(&p.grouped_sql, &[&lo, &hi, &0i64, &0i64])
-        .await?;
+    let out = tx.query(&p.grouped_sql, &[&lo, &hi, &0i64, &0i64]).await?;
     out.iter().map(|r| decode_group(r, &p.thresholds)).collect()
 }
 

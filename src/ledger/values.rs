@@ -112,7 +112,11 @@ pub struct Thresholds {
 
 impl Thresholds {
     pub fn new(latency: &[f64], per_token: &[f64]) -> Self {
-        let to_us = |b: &[f64]| b.iter().map(|s| (s * 1e6).round() as i64).collect::<Vec<_>>();
+        let to_us = |b: &[f64]| {
+            b.iter()
+                .map(|s| (s * 1e6).round() as i64)
+                .collect::<Vec<_>>()
+        };
         let bounds_s = HistValue::ALL.map(|h| match h {
             HistValue::LatencyPerOutputToken => per_token.to_vec(),
             _ => latency.to_vec(),

@@ -12,7 +12,16 @@ async fn baseline(c: &tokio_postgres::Client, n: usize) {
     for i in 0..n {
         let team = ["team-a", "team-b", "", "team-\"q\""][i % 4];
         let ago = 30.0 + (i as f64) * 20.0; // spread over a few hours
-        insert_row(c, &format!("base-{i}"), ago, team, 0.0001 * (i as f64 + 1.0), 10 + i as i32, i % 9 == 0).await;
+        insert_row(
+            c,
+            &format!("base-{i}"),
+            ago,
+            team,
+            0.0001 * (i as f64 + 1.0),
+            10 + i as i32,
+            i % 9 == 0,
+        )
+        .await;
     }
 }
 
@@ -30,7 +39,14 @@ async fn late_rows_are_counted_once() {
     // The whole lateness window only every third poll: the late rows below must be found by it.
     let e = Exporter::start(
         &db.url,
-        &["--poll-interval", "200ms", "--ledger.recent-window", "1m", "--ledger.full-window-every", "3"],
+        &[
+            "--poll-interval",
+            "200ms",
+            "--ledger.recent-window",
+            "1m",
+            "--ledger.full-window-every",
+            "3",
+        ],
     );
     e.wait_ready(Duration::from_secs(30)).await;
     settle(&e, &c, false).await;
@@ -94,7 +110,10 @@ async fn settle_without(e: &Exporter, c: &tokio_postgres::Client, missing_spend:
     let t = super::truth::truth(c, false).await;
     let spend: f64 = t.spend_by_team.values().sum();
     let exported = s.total("litellm_spend_metric_total");
-    assert!((exported - spend).abs() < 1e-9, "{exported} vs {spend} ({missing_spend} still uncommitted)");
+    assert!(
+        (exported - spend).abs() < 1e-9,
+        "{exported} vs {spend} ({missing_spend} still uncommitted)"
+    );
 }
 
 fn counters(s: &super::exporter::Scrape) -> BTreeMap<String, f64> {
@@ -114,7 +133,10 @@ async fn restarts_continue_from_the_same_values() {
     let e = Exporter::start(&db.url, &args(&[]));
     e.wait_ready(Duration::from_secs(30)).await;
     let after = counters(&settle(&e, &c, false).await);
-    assert_eq!(before, after, "a rebuild must give the same values bit for bit");
+    assert_eq!(
+        before, after,
+        "a rebuild must give the same values bit for bit"
+    );
 
     // With a state file, rows inserted while the exporter is down are picked up on resume.
     let dir = tempfile::tempdir().expect("tmp");
@@ -130,7 +152,10 @@ async fn restarts_continue_from_the_same_values() {
     e.wait_ready(Duration::from_secs(30)).await;
     let resumed = counters(&settle(&e, &c, false).await);
     for (k, v) in &before {
-        assert!(resumed.get(k).copied().unwrap_or(0.0) >= *v, "{k} decreased");
+        assert!(
+            resumed.get(k).copied().unwrap_or(0.0) >= *v,
+            "{k} decreased"
+        );
     }
 }
 
@@ -154,29 +179,42 @@ async fn retention_deletes_never_decrease_counters() {
         )
         .await
         .expect("delete");
-    assert!(deleted > 50, "the test must delete counted rows ({deleted})");
+    assert!(
+        deleted > 50,
+        "the test must delete counted rows ({deleted})"
+    );
     tokio::time::sleep(Duration::from_millis(1000)).await;
-    assert_eq!(counters(&e.scrape().await), before, "a delete changed the counters");
+    assert_eq!(
+        counters(&e.scrape().await),
+        before,
+        "a delete changed the counters"
+    );
 
     // Across a restart too: the state file keeps what the deleted rows added.
     assert_eq!(e.stop(), 0);
     let e = Exporter::start(&db.url, &args(&["--state.file", state]));
     e.wait_ready(Duration::from_secs(30)).await;
     tokio::time::sleep(Duration::from_millis(600)).await;
-    assert_eq!(counters(&e.scrape().await), before, "restart after a delete changed the counters");
+    assert_eq!(
+        counters(&e.scrape().await),
+        before,
+        "restart after a delete changed the counters"
+    );
 
     // New rows still add exactly their own values.
     insert_row(&c, "after-delete", 1.0, "team-a", 2.0, 20, false).await;
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let s = e.scrape().await;
-    let key = |name: &str| format!("{name}");
     let spend_before: f64 = before
         .iter()
-        .filter(|(k, _)| k.starts_with(&key("litellm_spend_metric_total")))
+        .filter(|(k, _)| k.starts_with("litellm_spend_metric_total"))
         .map(|(_, v)| v)
         .sum();
     let spend_now = s.total("litellm_spend_metric_total");
-    assert!((spend_now - spend_before - 2.0).abs() < 1e-9, "{spend_now} vs {spend_before} + 2");
+    assert!(
+        (spend_now - spend_before - 2.0).abs() < 1e-9,
+        "{spend_now} vs {spend_before} + 2"
+    );
 }
 
 #[tokio::test]
@@ -187,13 +225,39 @@ async fn two_exporters_serve_identical_values() {
     let a = Exporter::start(&db.url, &args(&[]));
     a.wait_ready(Duration::from_secs(30)).await;
     for i in 0..20 {
-        insert_row(&c, &format!("mid-{i}"), 100.0 + i as f64, "team-b", 0.01 * i as f64, i, i % 5 == 0).await;
+        insert_row(
+            &c,
+            &format!("mid-{i}"),
+            100.0 + i as f64,
+            "team-b",
+            0.01 * i as f64,
+            i,
+            i % 5 == 0,
+        )
+        .await;
     }
     // The second one reads the whole window only every other poll: same values regardless.
-    let b = Exporter::start(&db.url, &["--poll-interval", "200ms", "--ledger.full-window-every", "2"]);
+    let b = Exporter::start(
+        &db.url,
+        &[
+            "--poll-interval",
+            "200ms",
+            "--ledger.full-window-every",
+            "2",
+        ],
+    );
     b.wait_ready(Duration::from_secs(30)).await;
     for i in 0..20 {
-        insert_row(&c, &format!("end-{i}"), 2.0, "team-a", 0.003 * i as f64, i, false).await;
+        insert_row(
+            &c,
+            &format!("end-{i}"),
+            2.0,
+            "team-a",
+            0.003 * i as f64,
+            i,
+            false,
+        )
+        .await;
     }
     let sa = counters(&settle(&a, &c, false).await);
     let sb = counters(&settle(&b, &c, false).await);

@@ -27,7 +27,12 @@ pub struct Exporter {
 }
 
 /// Flags for fast tests: short polls, the whole lateness window read on every poll.
-pub const FAST: &[&str] = &["--poll-interval", "200ms", "--ledger.full-window-every", "1"];
+pub const FAST: &[&str] = &[
+    "--poll-interval",
+    "200ms",
+    "--ledger.full-window-every",
+    "1",
+];
 
 impl Exporter {
     pub fn start(db_url: &str, args: &[&str]) -> Exporter {
@@ -102,14 +107,20 @@ impl Exporter {
             if let Some(status) = child.try_wait().expect("wait") {
                 return status.code().unwrap_or(-1);
             }
-            assert!(start.elapsed() < Duration::from_secs(15), "exporter did not stop on SIGTERM");
+            assert!(
+                start.elapsed() < Duration::from_secs(15),
+                "exporter did not stop on SIGTERM"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
 }
 
 fn unsafe_kill(pid: u32, sig: &str) {
-    let _ = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status();
+    let _ = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status();
 }
 
 impl Drop for Exporter {
@@ -194,7 +205,9 @@ impl Scrape {
             let value: f64 = match value {
                 "+Inf" => f64::INFINITY,
                 "-Inf" => f64::NEG_INFINITY,
-                v => v.parse().unwrap_or_else(|_| panic!("bad value in {line:?}")),
+                v => v
+                    .parse()
+                    .unwrap_or_else(|_| panic!("bad value in {line:?}")),
             };
             samples.push(Sample {
                 name: name.to_string(),
@@ -245,7 +258,12 @@ impl Scrape {
 }
 
 /// Asserts two maps are equal, with relative tolerance `tol` on values.
-pub fn assert_close(what: &str, got: &BTreeMap<String, f64>, want: &BTreeMap<String, f64>, tol: f64) {
+pub fn assert_close(
+    what: &str,
+    got: &BTreeMap<String, f64>,
+    want: &BTreeMap<String, f64>,
+    tol: f64,
+) {
     let keys: std::collections::BTreeSet<_> = got.keys().chain(want.keys()).collect();
     let mut bad = Vec::new();
     for k in keys {

@@ -5,6 +5,10 @@
 mod support;
 
 mod accounting;
+mod cli;
+mod data;
+mod entities;
 mod exporter;
 mod harness;
+mod outage;
 mod truth;

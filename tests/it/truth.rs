@@ -58,10 +58,25 @@ pub async fn truth(client: &tokio_postgres::Client, old: bool) -> Truth {
 /// Compares a scrape with the truth; Err describes the first difference.
 pub fn compare(s: &Scrape, t: &Truth) -> Result<(), String> {
     let checks: [(&str, &str, &BTreeMap<String, f64>, f64); 4] = [
-        ("litellm_proxy_total_requests_metric_total", "team", &t.requests_by_team, 0.0),
-        ("litellm_proxy_failed_requests_metric_total", "team", &t.failed_by_team, 0.0),
+        (
+            "litellm_proxy_total_requests_metric_total",
+            "team",
+            &t.requests_by_team,
+            0.0,
+        ),
+        (
+            "litellm_proxy_failed_requests_metric_total",
+            "team",
+            &t.failed_by_team,
+            0.0,
+        ),
         ("litellm_spend_metric_total", "team", &t.spend_by_team, 1e-9),
-        ("litellm_total_tokens_metric_total", "team", &t.tokens_by_team, 0.0),
+        (
+            "litellm_total_tokens_metric_total",
+            "team",
+            &t.tokens_by_team,
+            0.0,
+        ),
     ];
     for (name, label, want, tol) in checks {
         let got = s.sum_by(name, label);
@@ -106,7 +121,10 @@ pub async fn settle(e: &Exporter, client: &tokio_postgres::Client, old: bool) ->
             }
             Err(why) => {
                 if start.elapsed() > Duration::from_secs(30) {
-                    panic!("counters never reached the SQL truth: {why}\nlog:\n{}", e.log_text());
+                    panic!(
+                        "counters never reached the SQL truth: {why}\nlog:\n{}",
+                        e.log_text()
+                    );
                 }
             }
         }

@@ -9,10 +9,11 @@
 //!   process into `litellm_tpl_new` (0.4.110) / `litellm_tpl_old` (0.1.1);
 //! - [`fresh_db`]: a new, uniquely named database cloned from a template, so
 //!   every test gets its own database and tests can run in parallel;
-//! - outage simulation on a cluster: [`Cluster::stop`] / [`Cluster::start`]
-//!   (clean shutdown and restart on the same port and data) and
-//!   [`Cluster::sigstop`] / [`Cluster::sigcont`] (freeze / thaw every server
-//!   process, so connections hang instead of failing).
+//! - outage simulation: [`Cluster::stop`] / [`Cluster::start`] (clean
+//!   shutdown and restart on the same port and data) and [`Cluster::sigstop`]
+//!   / [`Cluster::sigcont`] (freeze / thaw every server process, so
+//!   connections hang instead of failing). The shared cluster serves every
+//!   test of the process at once, so outage tests use a [`private_cluster`].
 //!
 //! Nothing here mocks the database and nothing skips: a missing binary or
 //! schema panics with a message saying what to install or run.
@@ -32,15 +33,18 @@
 //! - `LITELLM_SCHEMA_DIR_0_4_110`, `LITELLM_SCHEMA_DIR_0_1_1`: a `migrations`
 //!   directory to use instead of the one under `.cache/litellm-schemas`;
 //! - `LITELLM_TEST_KEEP_PG=1`: keep the temporary directory (data, server log)
-//!   after the tests for debugging; its path is printed to stderr.
+//!   after the tests for debugging; its path is printed to stderr;
+//! - `LITELLM_TEST_PG_TIMINGS=1`: print how long startup, migrations and
+//!   clones take (visible with `--nocapture`).
 
+use std::fmt::Write as _;
 use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
@@ -186,18 +190,14 @@ pub struct Cluster {
     port: u16,
     /// Run server binaries as user `postgres` through `runuser` (we are root).
     as_postgres: bool,
-    server: Mutex<Option<Server>>,
+    /// The server wrapper (see [`SERVER_WRAPPER`]); `None` while stopped.
+    server: Mutex<Option<Piped>>,
     /// `None` when `LITELLM_TEST_KEEP_PG` is set.
     janitor: Option<Piped>,
     templates: [OnceLock<Result<(), String>>; 2],
     /// `CREATE DATABASE ... TEMPLATE t` fails if anything else is connected
     /// to `t`; clones go one at a time.
     clone_lock: Mutex<()>,
-}
-
-/// The server wrapper (see [`SERVER_WRAPPER`]) and the write end of its stdin.
-struct Server {
-    proc: Piped,
 }
 
 /// A child process and the write end of its stdin pipe, which we keep open
@@ -262,12 +262,11 @@ impl Cluster {
         }
         let as_postgres = running_as_root();
         if as_postgres && !run_ok(Command::new("id").args(["-u", "postgres"])) {
-            return Err(
-                "the tests run as root, so PostgreSQL must run as user `postgres`, \
-                        which does not exist: create it (e.g. `useradd -r postgres`) or run \
-                        the tests as an unprivileged user"
-                    .into(),
-            );
+            return Err(concat!(
+                "the tests run as root, so PostgreSQL must run as user `postgres`, which does ",
+                "not exist: create it (e.g. `useradd -r postgres`) or run the tests as non-root"
+            )
+            .into());
         }
         let dir = make_dir(as_postgres)?;
         let data = dir.join("data");
@@ -414,7 +413,7 @@ impl Cluster {
         // after every backend's and after removing postmaster.pid.
         let deadline = Instant::now() + STOP_TIMEOUT;
         loop {
-            match running.proc.child.try_wait() {
+            match running.child.try_wait() {
                 Ok(Some(_)) => break,
                 Ok(None) if Instant::now() < deadline => sleep(Duration::from_millis(20)),
                 Ok(None) => panic!(
@@ -424,14 +423,13 @@ impl Cluster {
                 Err(e) => panic!("cannot wait for the postgres wrapper: {e}"),
             }
         }
-        drop(running.proc.stdin.take());
+        drop(running.stdin.take());
         while port_open(self.port) {
-            if Instant::now() >= deadline {
-                panic!(
-                    "port {} still accepts connections after postgres stopped",
-                    self.port
-                );
-            }
+            assert!(
+                Instant::now() < deadline,
+                "port {} still accepts connections after postgres stopped",
+                self.port
+            );
             sleep(Duration::from_millis(20));
         }
     }
@@ -488,7 +486,7 @@ impl Cluster {
         }
     }
 
-    fn spawn_server(&self) -> Result<Server, String> {
+    fn spawn_server(&self) -> Result<Piped, String> {
         let log = OpenOptions::new()
             .create(true)
             .append(true)
@@ -530,7 +528,7 @@ impl Cluster {
                     .arg(self.port.to_string()),
             );
             if ready {
-                return Ok(Server { proc });
+                return Ok(proc);
             }
             if Instant::now() >= deadline {
                 proc.close_and_wait(STOP_TIMEOUT);
@@ -600,9 +598,9 @@ impl Cluster {
                 .replace('\\', "\\\\")
                 .replace('\'', "''");
             if in_transaction {
-                script.push_str(&format!("BEGIN;\n\\i '{path}'\nCOMMIT;\n"));
+                let _ = writeln!(script, "BEGIN;\n\\i '{path}'\nCOMMIT;");
             } else {
-                script.push_str(&format!("\\i '{path}'\n"));
+                let _ = writeln!(script, "\\i '{path}'");
             }
         }
         let script_path = self.dir.join(format!("apply-{}.sql", schema.version()));
@@ -662,7 +660,7 @@ impl Drop for Cluster {
                     let _ = Command::new("kill").args(["-CONT", pid]).status();
                 }
             }
-            running.proc.close_and_wait(STOP_TIMEOUT);
+            running.close_and_wait(STOP_TIMEOUT);
         }
         if let Some(janitor) = &mut self.janitor {
             janitor.close_and_wait(STOP_TIMEOUT);
@@ -827,5 +825,5 @@ fn conf_quote(s: &str) -> String {
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A test that panicked while holding the lock leaves nothing half-done
     // that matters to the next one.
-    m.lock().unwrap_or_else(|e| e.into_inner())
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }

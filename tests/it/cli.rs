@@ -1,0 +1,149 @@
+//! The command-line contract: version output, configuration errors (one line, password
+//! redacted, exit code 2), an unreachable database (keeps serving, says so), missing tables,
+//! the endpoints, and a clean SIGTERM.
+
+use std::process::Command;
+use std::time::Duration;
+
+use super::exporter::{free_port, Exporter, BIN, FAST};
+use super::support::{cluster, fresh_db, Schema};
+
+#[test]
+fn version_names_the_build() {
+    let out = Command::new(BIN).arg("--version").output().expect("run");
+    assert!(out.status.success());
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        s.contains(env!("CARGO_PKG_VERSION")) && s.contains("revision"),
+        "{s}"
+    );
+}
+
+#[test]
+fn help_never_shows_the_database_url() {
+    let out = Command::new(BIN)
+        .arg("--help")
+        .env("DATABASE_URL", "postgres://u:hunter2@db/x")
+        .output()
+        .expect("run");
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert!(s.contains("--db-url") && s.contains("--web.listen-address"));
+    assert!(!s.contains("hunter2"), "{s}");
+}
+
+fn config_error(args: &[&str]) -> String {
+    let out = Command::new(BIN)
+        .args(args)
+        .env_remove("DATABASE_URL")
+        .output()
+        .expect("run");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{args:?} should be a configuration error"
+    );
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(err.trim().lines().count(), 1, "one clear line: {err}");
+    err
+}
+
+#[test]
+fn configuration_errors_are_one_line_with_exit_code_2() {
+    let e = config_error(&["--db-url", "postgresql://llm:hunter2@db:notaport/litellm"]);
+    assert!(
+        e.contains("postgresql://llm:***@db:notaport/litellm") && !e.contains("hunter2"),
+        "{e}"
+    );
+    let e = config_error(&[]);
+    assert!(e.contains("no database URL"), "{e}");
+    let e = config_error(&["--db-url", "postgres://u@h/d", "--poll-interval", "soon"]);
+    assert!(e.contains("--poll-interval"), "{e}");
+    let e = config_error(&["--db-url", "postgres://u@h/d", "--log.format", "xml"]);
+    assert!(e.contains("logfmt"), "{e}");
+    let e = config_error(&["--db-url", "postgres://u@h/d", "--db.pool-size", "9"]);
+    assert!(e.contains("pool-size"), "{e}");
+    let dir = tempfile::tempdir().expect("tmp");
+    let f = dir.path().join("c.yaml");
+    std::fs::write(&f, "exporter:\n  pol_interval: 1s\n").expect("write");
+    let e = config_error(&[
+        "--db-url",
+        "postgres://u@h/d",
+        "--config.file",
+        f.to_str().expect("utf8"),
+    ]);
+    assert!(e.contains("pol_interval"), "{e}");
+}
+
+#[tokio::test]
+async fn unreachable_database_keeps_serving_and_says_so() {
+    let port = free_port(); // nothing listens there
+    let url = format!("postgres://u:hunter2@127.0.0.1:{port}/litellm");
+    let e = Exporter::start(&url, FAST);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let s = e.scrape().await;
+    assert_eq!(s.value("litellm_exporter_database_up"), Some(0.0));
+    assert!(s.value("litellm_exporter_errors_total").is_some());
+    let (ready, body) = e.get("/-/ready").await;
+    assert_eq!(ready, 503, "{body}");
+    assert_eq!(e.get("/-/healthy").await.0, 200);
+    let (status, landing) = e.get("/").await;
+    assert!(status == 200 && landing.contains("/metrics"));
+    let log = e.log_text();
+    assert!(!log.contains("hunter2") && log.contains("***"), "{log}");
+    assert_eq!(e.stop(), 0);
+}
+
+#[tokio::test]
+async fn a_database_without_litellm_tables_is_reported() {
+    let db = cluster().empty_db();
+    let e = Exporter::start(&db.url, FAST);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let s = e.scrape().await;
+    assert_eq!(s.value("litellm_exporter_database_up"), Some(0.0));
+    let schema_errors = s
+        .named("litellm_exporter_errors_total")
+        .find(|x| x.labels.get("kind").map(String::as_str) == Some("schema"))
+        .map(|x| x.value)
+        .unwrap_or(0.0);
+    assert!(schema_errors >= 1.0);
+    assert!(
+        e.log_text().contains("LiteLLM_SpendLogs is missing"),
+        "{}",
+        e.log_text()
+    );
+}
+
+#[tokio::test]
+async fn endpoints_and_gzip() {
+    let db = fresh_db(Schema::New);
+    let e = Exporter::start(
+        &db.url,
+        &[
+            "--web.telemetry-path",
+            "/custom/path",
+            "--poll-interval",
+            "200ms",
+        ],
+    );
+    e.wait_ready(Duration::from_secs(30)).await;
+    let (status, body) = e.get("/custom/path").await;
+    assert_eq!(status, 200);
+    assert!(body.contains("litellm_exporter_build_info{"));
+    assert!(body.contains("litellm_exporter_ready 1"));
+    assert_eq!(e.get("/metrics").await.0, 404);
+    let client = reqwest::Client::builder()
+        .gzip(true)
+        .build()
+        .expect("client");
+    let r = client
+        .get(format!("http://127.0.0.1:{}/custom/path", e.port))
+        .send()
+        .await
+        .expect("gzip scrape");
+    assert_eq!(r.status().as_u16(), 200);
+    assert!(r
+        .text()
+        .await
+        .expect("body")
+        .contains("litellm_exporter_database_up 1"));
+}
