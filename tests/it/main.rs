@@ -11,4 +11,5 @@ mod entities;
 mod exporter;
 mod harness;
 mod outage;
+mod role;
 mod truth;
