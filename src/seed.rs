@@ -7,7 +7,8 @@
 //! * [`RowGen`]: a deterministic generator of `LiteLLM_SpendLogs` rows that imitates how LiteLLM
 //!   fills the table (metadata keys, failures, cache hits, streams, `''` vs NULL, provider-prefixed
 //!   model names, skewed key/team/model popularity, hostile strings);
-//! * [`insert_rows`] / [`seed_spend_logs`]: bulk loading through `COPY ... FROM STDIN` (text format);
+//! * [`insert_rows`] / [`seed_spend_logs`]: bulk loading through `COPY ... FROM STDIN`
+//!   (text format);
 //! * [`run_traffic`]: a continuous writer for live demos (including late-arriving rows).
 //!
 //! The integration tests compare the exporter's counters with SQL over the same rows, so the
@@ -128,7 +129,8 @@ pub struct TeamInfo {
     pub tpm_limit: Option<i64>,
     /// `(user_id, role)`; written as a JSON array of `{user_id, role}` objects.
     pub members: Vec<(String, String)>,
-    /// Write `members_with_roles` as the column default `{}` instead of an array (seen in the wild).
+    /// Write `members_with_roles` as the column default `{}` instead of an array (seen in the
+    /// wild).
     pub members_as_object: bool,
     pub created_at: NaiveDateTime,
 }
