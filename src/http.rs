@@ -7,6 +7,8 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use bytes::Bytes;
+
 use warp::http::{header, Response, StatusCode};
 use warp::hyper::Body;
 use warp::Filter;
@@ -25,18 +27,17 @@ fn landing(path: &str) -> String {
     )
 }
 
+/// The rendered families (shared, not copied) followed by the self-metrics, encoded per request
+/// so that they are current even while a long catch-up runs.
 fn metrics(shared: &Shared, gzip: bool) -> Response<Body> {
     let expo = shared.exposition();
-    let own = shared.selfm.encode();
-    let mut body = Vec::with_capacity(expo.len() + own.len());
-    body.extend_from_slice(&expo);
-    body.extend_from_slice(own.as_bytes());
+    let own = Bytes::from(shared.selfm.encode());
     let builder = Response::builder()
         .status(StatusCode::OK)
         .header(header::CONTENT_TYPE, CONTENT_TYPE);
     if gzip {
         let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        if enc.write_all(&body).is_ok() {
+        if enc.write_all(&expo).is_ok() && enc.write_all(&own).is_ok() {
             if let Ok(z) = enc.finish() {
                 return builder
                     .header(header::CONTENT_ENCODING, "gzip")
@@ -45,7 +46,8 @@ fn metrics(shared: &Shared, gzip: bool) -> Response<Body> {
             }
         }
     }
-    builder.body(Body::from(body)).unwrap_or_default()
+    let chunks = futures_util::stream::iter([Ok::<_, Infallible>(expo), Ok(own)]);
+    builder.body(Body::wrap_stream(chunks)).unwrap_or_default()
 }
 
 fn text(status: StatusCode, body: String) -> Response<Body> {

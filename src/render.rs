@@ -207,17 +207,17 @@ impl LedgerRenderer {
                         }
                     }
                     let name = format!("{}_total", fam.name);
-                    let mut body = String::new();
+                    let mark = out.len();
+                    push_header(&mut out, &name, fam.help, "counter");
                     for (block, units) in blocks.iter().zip(&sums) {
                         if *units == 0 && only_when_positive(v) {
                             continue;
                         }
-                        let _ = writeln!(body, "{name}{block} {}", counter_value(v, *units));
+                        let _ = writeln!(out, "{name}{block} {}", counter_value(v, *units));
                         written += 1;
                     }
-                    if written > 0 {
-                        push_header(&mut out, &name, fam.help, "counter");
-                        out.push_str(&body);
+                    if written == 0 {
+                        out.truncate(mark);
                     }
                 }
                 Kind::Histogram(h) => {
@@ -230,7 +230,9 @@ impl LedgerRenderer {
                         }
                     }
                     let les: Vec<String> = bounds.iter().map(|b| fmt_le(*b)).collect();
-                    let mut body = String::new();
+                    let mark = out.len();
+                    push_header(&mut out, fam.name, fam.help, "histogram");
+                    let body = &mut out;
                     for (block, acc) in blocks.iter().zip(&sums) {
                         if acc.count == 0 {
                             continue;
@@ -255,9 +257,8 @@ impl LedgerRenderer {
                             fmt_value(acc.sum as f64 / 1e6)
                         );
                     }
-                    if written > 0 {
-                        push_header(&mut out, fam.name, fam.help, "histogram");
-                        out.push_str(&body);
+                    if written == 0 {
+                        out.truncate(mark);
                     }
                 }
             }

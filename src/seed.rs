@@ -1400,11 +1400,15 @@ impl RowGen {
         let legacy = !failure && rng.gen_bool(0.05);
 
         // --- identity (all from the key) ------------------------------------------------------
-        let key = if rng.gen_bool(0.01) {
+        let key_index = if rng.gen_bool(0.01) {
             None // master key
         } else {
-            self.key_pick.sample(rng).map(|i| &u.keys[i])
+            self.key_pick.sample(rng)
         };
+        let key = key_index.map(|i| &u.keys[i]);
+        // Real keys are used by one application: mostly the same two models and one client.
+        // Drawing them per key (not per row) keeps the label cardinality realistic.
+        let habit = key_index.unwrap_or(0);
         let mut api_key = match key {
             Some(k) => k.token.clone(),
             None => MASTER_KEY_ALIAS.to_string(),
@@ -1444,7 +1448,13 @@ impl RowGen {
         let model = if mcp {
             None
         } else {
-            self.model_pick.sample(rng).map(|i| &u.models[i])
+            let n = u.models.len().max(1);
+            if rng.gen_bool(0.9) {
+                let own = (habit * 7 + usize::from(rng.gen_bool(0.3))) % n;
+                u.models.get(own)
+            } else {
+                self.model_pick.sample(rng).map(|i| &u.models[i])
+            }
         };
         let kind = model.map(|m| m.kind).unwrap_or(ModelKind::Chat);
         let provider = model.map(|m| m.provider.as_str()).unwrap_or("");
@@ -1621,8 +1631,14 @@ impl RowGen {
         };
         let ip =
             (!rng.gen_bool(0.08)).then(|| self.ips[self.ip_pick.sample(rng).unwrap_or(0)].clone());
-        let user_agent = (!rng.gen_bool(0.04))
-            .then(|| self.user_agents[self.ua_pick.sample(rng).unwrap_or(0)].clone());
+        let user_agent = (!rng.gen_bool(0.04)).then(|| {
+            let i = if rng.gen_bool(0.95) {
+                habit % self.user_agents.len().max(1)
+            } else {
+                self.ua_pick.sample(rng).unwrap_or(0)
+            };
+            self.user_agents[i].clone()
+        });
         let tags = self.tag_sets[self.tag_pick.sample(rng).unwrap_or(0)].clone();
         let session_id = if legacy {
             None

@@ -146,6 +146,7 @@ impl Tail {
             return Ok(());
         };
         let mut first_hi = None;
+        let mut oldest_ms = None;
         let end_ms = match end_ms {
             Some(e) => e,
             None => {
@@ -157,6 +158,7 @@ impl Tail {
                 // The first chunk reads from -infinity up to one chunk past the oldest row, so
                 // that chunk sizes mean something even when the history starts long ago.
                 first_hi = oldest.map(|o| o.saturating_add(self.cursor.chunk_ms));
+                oldest_ms = oldest;
                 self.cursor.phase = Phase::CatchUp {
                     next_ms,
                     end_ms: Some(end),
@@ -165,7 +167,8 @@ impl Tail {
                 end
             }
         };
-        let from_ms = next_ms;
+        // Progress is measured in startTime from where this catch-up starts reading.
+        let from_ms = next_ms.or(oldest_ms);
         let mut rows_done = 0u64;
         while next_ms.is_none_or(|n| n < end_ms) {
             let lo = next_ms;
