@@ -345,12 +345,17 @@ impl Refresher {
         // Until this process has caught up, its totals may lag the values a previous process
         // served (a state file is only saved every 30 s): serving them could look like a
         // counter reset, so the ledger families appear only once they are complete.
+        let t0 = Instant::now();
         let (mut body, counts) = if self.tail.cursor.caught_up() {
-            self.renderer.render(
-                &self.ledger,
-                &self.entities.org_aliases,
-                &self.cfg.thresholds,
-            )
+            // Rendering a large ledger is CPU work of up to seconds; moving this worker thread
+            // out of the async pool keeps scrapes answered meanwhile.
+            tokio::task::block_in_place(|| {
+                self.renderer.render(
+                    &self.ledger,
+                    &self.entities.org_aliases,
+                    &self.cfg.thresholds,
+                )
+            })
         } else {
             (String::new(), Vec::new())
         };
@@ -359,6 +364,9 @@ impl Refresher {
             sm.series.with_label_values(&[family]).set(*n as i64);
         }
         self.shared.publish(body);
+        sm.refresh_duration
+            .with_label_values(&["render"])
+            .set(t0.elapsed().as_secs_f64());
     }
 
     fn maybe_save(&mut self, force: bool) {

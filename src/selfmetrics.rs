@@ -53,7 +53,7 @@ impl SelfMetrics {
             database_up: reg!(IntGauge::with_opts(opts("litellm_exporter_database_up", "1 if the last refresh could read LiteLLM's database, else 0."))),
             ready: reg!(IntGauge::with_opts(opts("litellm_exporter_ready", "1 once the first complete catch-up of the spend log has finished and the database answers."))),
             last_success: reg!(Gauge::with_opts(opts("litellm_exporter_last_refresh_success_timestamp_seconds", "Unix time of the last refresh that read the database without error."))),
-            refresh_duration: reg!(GaugeVec::new(opts("litellm_exporter_refresh_duration_seconds", "Wall time of the last refresh, by source."), &["source"])),
+            refresh_duration: reg!(GaugeVec::new(opts("litellm_exporter_refresh_duration_seconds", "Wall time of the last refresh, by step (ledger, entities, render)."), &["source"])),
             rows_ingested: reg!(IntCounter::with_opts(opts("litellm_exporter_rows_ingested_total", "Distinct spend-log rows counted into the counters."))),
             ingest_lag: reg!(Gauge::with_opts(opts("litellm_exporter_ingest_lag_seconds", "Database time now minus the newest startTime counted; grows while no traffic arrives."))),
             errors: reg!(IntCounterVec::new(opts("litellm_exporter_errors_total", "Failed refreshes by kind (connect, timeout, query, schema, conflict, entities, state)."), &["kind"])),
