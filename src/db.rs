@@ -62,34 +62,31 @@ pub fn redact(url: &str) -> String {
             None => authority.to_string(),
         };
         let tail = match tail.split_once('?') {
-            Some((path, query)) => {
-                let query = query
-                    .split('&')
-                    .map(|kv| {
-                        if kv.to_ascii_lowercase().starts_with("password=") {
-                            "password=***".to_string()
-                        } else {
-                            kv.to_string()
-                        }
-                    })
-                    .collect::<Vec<_>>()
-                    .join("&");
-                format!("{path}?{query}")
-            }
+            Some((path, query)) => format!("{path}?{}", redact_pairs(query, "&")),
             None => tail.to_string(),
         };
         return format!("{scheme}://{authority}{tail}");
     }
-    url.split_whitespace()
+    redact_pairs(url.trim(), " ")
+}
+
+/// `k=v` pairs joined by `sep`, with the value of `password` replaced.
+fn redact_pairs(pairs: &str, sep: &str) -> String {
+    pairs
+        .split(sep)
         .map(|kv| {
-            if kv.to_ascii_lowercase().starts_with("password=") {
+            if kv
+                .trim_start()
+                .to_ascii_lowercase()
+                .starts_with("password=")
+            {
                 "password=***".to_string()
             } else {
                 kv.to_string()
             }
         })
         .collect::<Vec<_>>()
-        .join(" ")
+        .join(sep)
 }
 
 pub fn parse_url(url: &str) -> Result<Target, UrlError> {

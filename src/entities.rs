@@ -111,6 +111,26 @@ fn labels(fam: &GaugeFamily, values: &[&str]) -> String {
     label_block(fam.labels, values)
 }
 
+/// Teams and keys share a row shape (`sql/entities/teams.sql`, `keys.sql`): id, alias,
+/// max_budget, spend, hours to reset, rpm_limit, tpm_limit. Returns the id/alias label block.
+fn budget_and_rates(
+    g: &mut Gauges,
+    r: &tokio_postgres::Row,
+    budget: usize,
+    rate: usize,
+) -> Result<String, tokio_postgres::Error> {
+    let (id, alias): (String, String) = (r.try_get(0)?, r.try_get(1)?);
+    let block = labels(&GAUGE_FAMILIES[budget], &[&id, &alias]);
+    g.budget(budget, &block, r.try_get(2)?, r.try_get(3)?, r.try_get(4)?);
+    for (col, kind) in [(5, "requests"), (6, "tokens")] {
+        if let Some(limit) = r.try_get::<_, Option<i64>>(col)? {
+            let b = labels(&GAUGE_FAMILIES[rate], &[&id, &alias, kind]);
+            g.set(rate, &b, limit as f64);
+        }
+    }
+    Ok(block)
+}
+
 pub async fn read(
     client: &mut deadpool_postgres::Object,
     schema: &Schema,
@@ -123,42 +143,14 @@ pub async fn read(
     if schema.has_table("LiteLLM_TeamTable") {
         let rows = tx.query(sql::ENTITY_TEAMS, &[]).await?;
         for r in &rows {
-            let (id, alias): (String, String) = (r.try_get(0)?, r.try_get(1)?);
-            let block = labels(&GAUGE_FAMILIES[TEAM_BUDGET], &[&id, &alias]);
-            g.budget(
-                TEAM_BUDGET,
-                &block,
-                r.try_get(2)?,
-                r.try_get(3)?,
-                r.try_get(4)?,
-            );
-            for (col, kind) in [(5, "requests"), (6, "tokens")] {
-                if let Some(limit) = r.try_get::<_, Option<i64>>(col)? {
-                    let b = labels(&GAUGE_FAMILIES[TEAM_RATE], &[&id, &alias, kind]);
-                    g.set(TEAM_RATE, &b, limit as f64);
-                }
-            }
+            let block = budget_and_rates(&mut g, r, TEAM_BUDGET, TEAM_RATE)?;
             g.set(TEAM_MEMBERS, &block, r.try_get::<_, i64>(7)? as f64);
         }
         g.set(TEAMS_COUNT, "", rows.len() as f64);
     }
     if schema.has_table("LiteLLM_VerificationToken") {
         for r in tx.query(sql::ENTITY_KEYS, &[]).await? {
-            let (token, alias): (String, String) = (r.try_get(0)?, r.try_get(1)?);
-            let block = labels(&GAUGE_FAMILIES[KEY_BUDGET], &[&token, &alias]);
-            g.budget(
-                KEY_BUDGET,
-                &block,
-                r.try_get(2)?,
-                r.try_get(3)?,
-                r.try_get(4)?,
-            );
-            for (col, kind) in [(5, "requests"), (6, "tokens")] {
-                if let Some(limit) = r.try_get::<_, Option<i64>>(col)? {
-                    let b = labels(&GAUGE_FAMILIES[KEY_RATE], &[&token, &alias, kind]);
-                    g.set(KEY_RATE, &b, limit as f64);
-                }
-            }
+            budget_and_rates(&mut g, &r, KEY_BUDGET, KEY_RATE)?;
         }
     }
     if schema.has_table("LiteLLM_UserTable") {
