@@ -26,6 +26,12 @@ pub enum Command {
     /// Write generated LiteLLM traffic into a THROWAWAY database (demo, tests, benchmarks).
     /// Never point this at a real LiteLLM database: it inserts rows.
     Seed(SeedArgs),
+    /// Validate a configuration file: every problem is one line naming its position, exit code 2;
+    /// a valid file prints what will be exported.
+    CheckConfig {
+        /// The YAML file to check.
+        file: PathBuf,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -15,6 +15,7 @@ use crate::entities::EntityConfig;
 use crate::ledger::read::Identity;
 use crate::ledger::tail::TailConfig;
 use crate::ledger::values::Thresholds;
+use crate::selection::{MetricsGroup, Selection};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -22,6 +23,9 @@ pub enum ConfigError {
     Invalid(String),
     #[error("config file {path}: {msg}")]
     File { path: String, msg: String },
+    /// One line per problem, each naming the file position.
+    #[error("{}", .0.join("\n"))]
+    Findings(Vec<String>),
     #[error(transparent)]
     Url(#[from] db::UrlError),
 }
@@ -34,6 +38,11 @@ fn invalid(msg: impl Into<String>) -> ConfigError {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LitellmSettings {
+    pub prometheus_metrics_config: Option<Vec<MetricsGroup>>,
+    #[serde(default)]
+    pub prometheus_exclude_metrics: Vec<String>,
+    #[serde(default)]
+    pub prometheus_exclude_labels: Vec<String>,
     pub enable_end_user_cost_tracking_prometheus_only: Option<bool>,
     pub prometheus_user_budget_label_include_email_alias: Option<bool>,
     pub prometheus_latency_buckets: Option<Vec<f64>>,
@@ -73,16 +82,30 @@ pub struct FileConfig {
 }
 
 impl FileConfig {
-    pub fn load(path: &Path) -> Result<FileConfig, ConfigError> {
+    /// Reads and parses the file; also returns its text, for pointing at entries.
+    pub fn load(path: &Path) -> Result<(FileConfig, String), ConfigError> {
         let err = |msg: String| ConfigError::File {
             path: path.display().to_string(),
             msg,
         };
         let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
         if text.trim().is_empty() {
-            return Ok(FileConfig::default());
+            return Ok((FileConfig::default(), text));
         }
-        serde_yaml::from_str(&text).map_err(|e| err(e.to_string()))
+        let file = serde_yaml::from_str(&text).map_err(|e| err(e.to_string()))?;
+        Ok((file, text))
+    }
+
+    /// The metric selection of this file; errors and warnings name file positions.
+    pub fn selection(&self, path: &str, text: &str) -> (Selection, crate::selection::Findings) {
+        let ls = &self.litellm_settings;
+        Selection::build(
+            ls.prometheus_metrics_config.as_deref(),
+            &ls.prometheus_exclude_metrics,
+            &ls.prometheus_exclude_labels,
+            path,
+            text,
+        )
     }
 }
 
@@ -107,6 +130,9 @@ pub struct Config {
     pub identity: Identity,
     pub entities: EntityConfig,
     pub thresholds: Thresholds,
+    pub selection: Selection,
+    /// Accepted but worth saying (e.g. a LiteLLM metric the database cannot supply).
+    pub warnings: Vec<String>,
 }
 
 pub fn parse_duration(what: &str, s: &str) -> Result<Duration, ConfigError> {
@@ -149,9 +175,16 @@ fn check_buckets(b: &[f64]) -> Result<(), ConfigError> {
 
 impl Config {
     pub fn build(args: &RunArgs) -> Result<Config, ConfigError> {
-        let file = match &args.config_file {
-            Some(p) => FileConfig::load(p)?,
-            None => FileConfig::default(),
+        let (file, selection, warnings) = match &args.config_file {
+            Some(p) => {
+                let (file, text) = FileConfig::load(p)?;
+                let (selection, findings) = file.selection(&p.display().to_string(), &text);
+                if !findings.errors.is_empty() {
+                    return Err(ConfigError::Findings(findings.errors));
+                }
+                (file, selection, findings.warnings)
+            }
+            None => (FileConfig::default(), Selection::default(), Vec::new()),
         };
         let ex = &file.exporter;
         let ls = &file.litellm_settings;
@@ -281,6 +314,8 @@ impl Config {
                     .unwrap_or(false),
             },
             thresholds: Thresholds::new(&latency, DEFAULT_BUCKETS),
+            selection,
+            warnings,
         })
     }
 }

@@ -7,10 +7,11 @@
 use std::collections::HashMap;
 use std::fmt::Write;
 
-use crate::catalogue::{GaugeFamily, GAUGE_FAMILIES, USER_WITH_EMAIL};
+use crate::catalogue::{GAUGE_FAMILIES, USER_WITH_EMAIL};
 use crate::db::{self, DbError};
-use crate::render::{fmt_value, label_block, push_header};
+use crate::render::{fmt_value, push_header};
 use crate::schema::Schema;
+use crate::selection::Selection;
 use crate::sql;
 
 #[derive(Debug, Clone, Copy, Default, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
@@ -43,24 +44,28 @@ const TOTAL_USERS: usize = 18;
 const ACTIVE_USERS: usize = 19;
 const TEAMS_COUNT: usize = 20;
 
-struct Gauges {
+struct Gauges<'a> {
+    sel: &'a Selection,
     samples: Vec<Vec<(String, f64)>>,
     bad: u64,
 }
 
-impl Gauges {
-    fn new() -> Self {
+impl<'a> Gauges<'a> {
+    fn new(sel: &'a Selection) -> Self {
         Gauges {
+            sel,
             samples: GAUGE_FAMILIES.iter().map(|_| Vec::new()).collect(),
             bad: 0,
         }
     }
 
-    fn set(&mut self, family: usize, block: &str, v: f64) {
+    /// Sets `family` for an entity given by its values in the family's full label order
+    /// (`names`); nothing when the family is not selected.
+    fn set(&mut self, family: usize, names: &[&str], values: &[&str], v: f64) {
         if v.is_nan() {
             self.bad += 1;
-        } else {
-            self.samples[family].push((block.to_string(), v));
+        } else if let Some(block) = self.sel.gauge_block(family, names, values) {
+            self.samples[family].push((block, v));
         }
     }
 
@@ -69,7 +74,8 @@ impl Gauges {
     fn budget(
         &mut self,
         base: usize,
-        block: &str,
+        names: &[&str],
+        values: &[&str],
         max: Option<f64>,
         spend: f64,
         hours: Option<f64>,
@@ -81,12 +87,12 @@ impl Gauges {
             Some(m) => m - spend,
             None => f64::INFINITY,
         };
-        self.set(base, block, remaining);
+        self.set(base, names, values, remaining);
         if let Some(m) = max {
-            self.set(base + 1, block, m);
+            self.set(base + 1, names, values, m);
         }
         if let Some(h) = hours {
-            self.set(base + 2, block, h);
+            self.set(base + 2, names, values, h);
         }
     }
 
@@ -99,54 +105,73 @@ impl Gauges {
                 continue;
             }
             push_header(&mut out, fam.name, fam.help, "gauge");
+            // With labels removed by the settings two entities can share a series; the last
+            // one wins, as when LiteLLM sets a gauge twice.
+            let mut last: HashMap<&str, f64> = HashMap::new();
+            let mut order = Vec::new();
             for (block, v) in samples {
-                let _ = writeln!(out, "{}{block} {}", fam.name, fmt_value(*v));
+                if last.insert(block.as_str(), *v).is_none() {
+                    order.push(block.as_str());
+                }
+            }
+            for block in order {
+                let _ = writeln!(out, "{}{block} {}", fam.name, fmt_value(last[block]));
             }
         }
         (out, counts)
     }
 }
 
-fn labels(fam: &GaugeFamily, values: &[&str]) -> String {
-    label_block(fam.labels, values)
-}
-
 /// Teams and keys share a row shape (`sql/entities/teams.sql`, `keys.sql`): id, alias,
-/// max_budget, spend, hours to reset, rpm_limit, tpm_limit. Returns the id/alias label block.
+/// max_budget, spend, hours to reset, rpm_limit, tpm_limit. Returns (id, alias).
 fn budget_and_rates(
     g: &mut Gauges,
     r: &tokio_postgres::Row,
     budget: usize,
     rate: usize,
-) -> Result<String, tokio_postgres::Error> {
+) -> Result<(String, String), tokio_postgres::Error> {
     let (id, alias): (String, String) = (r.try_get(0)?, r.try_get(1)?);
-    let block = labels(&GAUGE_FAMILIES[budget], &[&id, &alias]);
-    g.budget(budget, &block, r.try_get(2)?, r.try_get(3)?, r.try_get(4)?);
+    let names = GAUGE_FAMILIES[budget].labels;
+    g.budget(
+        budget,
+        names,
+        &[&id, &alias],
+        r.try_get(2)?,
+        r.try_get(3)?,
+        r.try_get(4)?,
+    );
     for (col, kind) in [(5, "requests"), (6, "tokens")] {
         if let Some(limit) = r.try_get::<_, Option<i64>>(col)? {
-            let b = labels(&GAUGE_FAMILIES[rate], &[&id, &alias, kind]);
-            g.set(rate, &b, limit as f64);
+            let names = GAUGE_FAMILIES[rate].labels;
+            g.set(rate, names, &[&id, &alias, kind], limit as f64);
         }
     }
-    Ok(block)
+    Ok((id, alias))
 }
 
 pub async fn read(
     client: &mut deadpool_postgres::Object,
     schema: &Schema,
     cfg: &EntityConfig,
+    sel: &Selection,
 ) -> Result<Snapshot, DbError> {
     let tx = db::read_tx(client).await?;
-    let mut g = Gauges::new();
+    let mut g = Gauges::new(sel);
     let mut org_aliases = HashMap::new();
 
     if schema.has_table("LiteLLM_TeamTable") {
         let rows = tx.query(sql::ENTITY_TEAMS, &[]).await?;
         for r in &rows {
-            let block = budget_and_rates(&mut g, r, TEAM_BUDGET, TEAM_RATE)?;
-            g.set(TEAM_MEMBERS, &block, r.try_get::<_, i64>(7)? as f64);
+            let (id, alias) = budget_and_rates(&mut g, r, TEAM_BUDGET, TEAM_RATE)?;
+            let names = GAUGE_FAMILIES[TEAM_MEMBERS].labels;
+            g.set(
+                TEAM_MEMBERS,
+                names,
+                &[&id, &alias],
+                r.try_get::<_, i64>(7)? as f64,
+            );
         }
-        g.set(TEAMS_COUNT, "", rows.len() as f64);
+        g.set(TEAMS_COUNT, &[], &[], rows.len() as f64);
     }
     if schema.has_table("LiteLLM_VerificationToken") {
         for r in tx.query(sql::ENTITY_KEYS, &[]).await? {
@@ -155,33 +180,35 @@ pub async fn read(
     }
     if schema.has_table("LiteLLM_UserTable") {
         for r in tx.query(sql::ENTITY_USERS, &[]).await? {
-            let id: String = r.try_get(0)?;
-            let block = if cfg.user_email_alias {
-                let (email, alias): (String, String) = (r.try_get(1)?, r.try_get(2)?);
-                label_block(USER_WITH_EMAIL, &[&id, &email, &alias])
+            let (id, email, alias): (String, String, String) =
+                (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
+            let (names, values): (&[&str], Vec<&str>) = if cfg.user_email_alias {
+                (USER_WITH_EMAIL, vec![&id, &email, &alias])
             } else {
-                labels(&GAUGE_FAMILIES[USER_BUDGET], &[&id])
+                (GAUGE_FAMILIES[USER_BUDGET].labels, vec![&id])
             };
             g.budget(
                 USER_BUDGET,
-                &block,
+                names,
+                &values,
                 r.try_get(3)?,
                 r.try_get(4)?,
                 r.try_get(5)?,
             );
         }
         let r = tx.query_one(sql::ENTITY_USER_COUNTS, &[]).await?;
-        g.set(TOTAL_USERS, "", r.try_get::<_, i64>(0)? as f64);
-        g.set(ACTIVE_USERS, "", r.try_get::<_, i64>(1)? as f64);
+        g.set(TOTAL_USERS, &[], &[], r.try_get::<_, i64>(0)? as f64);
+        g.set(ACTIVE_USERS, &[], &[], r.try_get::<_, i64>(1)? as f64);
     }
     let has_budgets = schema.has_table("LiteLLM_BudgetTable");
     if schema.has_table("LiteLLM_OrganizationTable") && has_budgets {
         for r in tx.query(sql::ENTITY_ORGS, &[]).await? {
             let (id, alias): (String, String) = (r.try_get(0)?, r.try_get(1)?);
-            let block = labels(&GAUGE_FAMILIES[ORG_BUDGET], &[&id, &alias]);
+            let names = GAUGE_FAMILIES[ORG_BUDGET].labels;
             g.budget(
                 ORG_BUDGET,
-                &block,
+                names,
+                &[&id, &alias],
                 r.try_get(2)?,
                 r.try_get(3)?,
                 r.try_get(4)?,
@@ -192,10 +219,11 @@ pub async fn read(
     if cfg.customers && schema.has_table("LiteLLM_EndUserTable") && has_budgets {
         for r in tx.query(sql::ENTITY_CUSTOMERS, &[]).await? {
             let id: String = r.try_get(0)?;
-            let block = labels(&GAUGE_FAMILIES[CUSTOMER_BUDGET], &[&id]);
+            let names = GAUGE_FAMILIES[CUSTOMER_BUDGET].labels;
             g.budget(
                 CUSTOMER_BUDGET,
-                &block,
+                names,
+                &[&id],
                 r.try_get(1)?,
                 r.try_get(2)?,
                 r.try_get(3)?,

@@ -22,6 +22,7 @@ pub mod refresh;
 pub mod render;
 pub mod schema;
 pub mod seed;
+pub mod selection;
 pub mod selfmetrics;
 pub mod sql;
 pub mod state;

@@ -75,6 +75,43 @@ async fn run_seed(url: &str, a: &SeedArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `check-config FILE`: the same validation as at start (with a stand-in database URL, which is
+/// not part of the file), then a summary of what would be exported.
+fn check_config(file: &std::path::Path) -> ExitCode {
+    let args = litellm_exporter::cli::RunArgs {
+        db_url: Some("postgres://check-config@localhost/check".into()),
+        db_url_file: None,
+        listen_address: None,
+        telemetry_path: None,
+        poll_interval: None,
+        config_file: Some(file.to_path_buf()),
+        log_level: None,
+        log_format: None,
+        state_file: None,
+        lateness: None,
+        recent_window: None,
+        full_window_every: None,
+        statement_timeout: None,
+        pool_size: None,
+    };
+    match Config::build(&args) {
+        Ok(cfg) => {
+            for w in &cfg.warnings {
+                println!("warning: {w}");
+            }
+            println!("{}: valid. Exported families and labels:", file.display());
+            for line in cfg.selection.summary() {
+                println!("  {line}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -107,6 +144,9 @@ fn main() -> ExitCode {
             }
         };
     }
+    if let Some(Command::CheckConfig { file }) = &cli.command {
+        return check_config(file);
+    }
     let cfg = match Config::build(&cli.run) {
         Ok(c) => c,
         Err(e) => {
@@ -115,6 +155,9 @@ fn main() -> ExitCode {
         }
     };
     init_logging(&cfg.log_level, cfg.log_format);
+    for w in &cfg.warnings {
+        tracing::warn!("{w}");
+    }
     if cfg.state_file.is_none() {
         tracing::warn!("No --state.file: after a restart, counters are rebuilt from the rows still in the database, so rows deleted by LiteLLM's retention job are no longer included.");
     }

@@ -324,7 +324,13 @@ impl Refresher {
     async fn refresh_entities(&mut self) -> Result<(), DbError> {
         let mut client = self.pool.get().await?;
         let schema = self.schema.clone().unwrap_or_default();
-        self.entities = entities::read(&mut client, &schema, &self.cfg.entities).await?;
+        self.entities = entities::read(
+            &mut client,
+            &schema,
+            &self.cfg.entities,
+            &self.cfg.selection,
+        )
+        .await?;
         SelfMetrics::catch_up_counter(
             &self.shared.selfm.bad_numbers,
             self.ledger.stats.bad_numbers + self.entities.bad_numbers,
@@ -354,6 +360,7 @@ impl Refresher {
                     &self.ledger,
                     &self.entities.org_aliases,
                     &self.cfg.thresholds,
+                    &self.cfg.selection,
                 )
             })
         } else {

@@ -9,6 +9,7 @@ use crate::catalogue::{CounterValue, Kind, LedgerFamily, Rows, LEDGER_FAMILIES};
 use crate::ledger::class::ClassKey;
 use crate::ledger::values::{additive_index, ClassAcc, HistAcc, Thresholds};
 use crate::ledger::Ledger;
+use crate::selection::Selection;
 
 /// LiteLLM's label sanitising (newline to space, CR and Unicode line/paragraph separators
 /// removed) followed by the exposition format's escaping of backslash, quote and newline.
@@ -141,7 +142,7 @@ pub struct LedgerRenderer {
 const NONE: u32 = u32::MAX;
 
 impl LedgerRenderer {
-    fn assign(&mut self, ledger: &Ledger) {
+    fn assign(&mut self, ledger: &Ledger, sel: &Selection) {
         if self.families.len() != LEDGER_FAMILIES.len() {
             self.families = LEDGER_FAMILIES
                 .iter()
@@ -153,16 +154,17 @@ impl LedgerRenderer {
             let org = self.org_aliases.get(&c.key.org_id).map(String::as_str);
             let mut ids = Vec::with_capacity(LEDGER_FAMILIES.len());
             for (f, fam) in LEDGER_FAMILIES.iter().enumerate() {
+                let Some(labels) = sel.ledger[f].as_deref() else {
+                    ids.push(NONE);
+                    continue;
+                };
                 if !counts_class(fam, &c.key) {
                     ids.push(NONE);
                     continue;
                 }
-                let names: Vec<&str> = fam.labels.iter().map(|l| l.name()).collect();
-                let values: Vec<String> = fam
-                    .labels
-                    .iter()
-                    .map(|l| c.key.label_value(*l, org))
-                    .collect();
+                let names: Vec<&str> = labels.iter().map(|l| l.name()).collect();
+                let values: Vec<String> =
+                    labels.iter().map(|l| c.key.label_value(*l, org)).collect();
                 let values: Vec<&str> = values.iter().map(String::as_str).collect();
                 let inner = label_block(&names, &values);
                 let idx = &mut self.families[f];
@@ -183,6 +185,7 @@ impl LedgerRenderer {
         ledger: &Ledger,
         org_aliases: &HashMap<String, String>,
         t: &Thresholds,
+        sel: &Selection,
     ) -> (String, Vec<(&'static str, usize)>) {
         if *org_aliases != self.org_aliases {
             // An organization was renamed: its series move to the new alias, as in LiteLLM.
@@ -191,7 +194,7 @@ impl LedgerRenderer {
                 ..Default::default()
             };
         }
-        self.assign(ledger);
+        self.assign(ledger, sel);
         let classes = ledger.classes();
         let mut out = String::with_capacity(256 * classes.len().max(16));
         let mut counts = Vec::with_capacity(LEDGER_FAMILIES.len());

@@ -6,6 +6,7 @@ mod support;
 
 mod accounting;
 mod cli;
+mod config;
 mod data;
 mod entities;
 mod exporter;

@@ -1,0 +1,323 @@
+//! Which families exist and which labels they carry, from LiteLLM's own settings
+//! (`prometheus_metrics_config`, `prometheus_exclude_metrics`, `prometheus_exclude_labels`), with
+//! LiteLLM's rules: if a metrics config is given only the listed metrics exist, `include_labels`
+//! restricts a group's labels, and exclusion always wins. Removing a label sums the series that
+//! differed only in it. Validation names the file position and the closest valid name.
+
+use std::collections::{BTreeSet, HashMap};
+
+use serde::Deserialize;
+
+use crate::catalogue::{Label, GAUGE_FAMILIES, LEDGER_FAMILIES, NOT_DERIVABLE};
+
+/// One entry of `prometheus_metrics_config`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsGroup {
+    pub group: Option<String>,
+    pub metrics: Vec<String>,
+    pub include_labels: Option<Vec<String>>,
+}
+
+/// LiteLLM metric names this exporter cannot serve but LiteLLM's settings accept; naming one is
+/// a warning, not an error.
+const OTHER_LITELLM_METRICS: &[&str] = &[
+    "litellm_total_tokens",
+    "litellm_overhead_with_guardrails_latency_metric",
+    "litellm_deployment_rpm_limit",
+    "litellm_deployment_tpm_limit",
+    "litellm_provider_remaining_budget_metric",
+    "litellm_guardrail_requests_total",
+    "litellm_guardrail_errors_total",
+    "litellm_guardrail_latency_seconds",
+    "litellm_mcp_tool_calls_total",
+    "litellm_mcp_tool_call_spend_metric",
+    "litellm_managed_file_created_total",
+    "litellm_managed_file_deleted_total",
+    "litellm_managed_file_size_bytes",
+    "litellm_managed_batch_created_total",
+    "litellm_managed_batch_duration_seconds",
+    "litellm_zero_cost_requests_total",
+    "litellm_project_model_rate_limit_allowed_metric",
+    "litellm_project_model_rate_limit_used_metric",
+];
+
+/// The families and labels to export.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Selection {
+    /// Per `LEDGER_FAMILIES` entry: None = not exported, else its labels in LiteLLM's order.
+    pub ledger: Vec<Option<Vec<Label>>>,
+    /// Per `GAUGE_FAMILIES` entry: None = not exported, else its label names.
+    pub gauges: Vec<Option<Vec<&'static str>>>,
+    /// `prometheus_exclude_labels`, also applied to opt-in labels (user_email, user_alias).
+    pub dropped: BTreeSet<String>,
+}
+
+impl Default for Selection {
+    fn default() -> Self {
+        Selection {
+            ledger: LEDGER_FAMILIES
+                .iter()
+                .map(|f| Some(f.labels.to_vec()))
+                .collect(),
+            gauges: GAUGE_FAMILIES
+                .iter()
+                .map(|g| Some(g.labels.to_vec()))
+                .collect(),
+            dropped: BTreeSet::new(),
+        }
+    }
+}
+
+/// Validation results: errors make the configuration invalid, warnings do not.
+#[derive(Debug, Default)]
+pub struct Findings {
+    pub errors: Vec<String>,
+    pub warnings: Vec<String>,
+}
+
+fn all_labels() -> BTreeSet<&'static str> {
+    let mut s: BTreeSet<&'static str> = LEDGER_FAMILIES
+        .iter()
+        .flat_map(|f| f.labels.iter().map(|l| l.name()))
+        .collect();
+    s.extend(GAUGE_FAMILIES.iter().flat_map(|g| g.labels.iter().copied()));
+    s.extend(["user_email", "user_alias"]);
+    s
+}
+
+fn served_metrics() -> Vec<&'static str> {
+    LEDGER_FAMILIES
+        .iter()
+        .map(|f| f.name)
+        .chain(GAUGE_FAMILIES.iter().map(|g| g.name))
+        .collect()
+}
+
+/// The closest candidate, if it is close enough to be a plausible typo.
+pub fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    candidates
+        .into_iter()
+        .map(|c| (strsim::levenshtein(word, c), c))
+        .filter(|(d, c)| *d <= (c.len() / 3).max(2))
+        .min()
+        .map(|(_, c)| c)
+}
+
+/// `file:line:column` of the first occurrence of `token` as a YAML scalar in `text`.
+pub fn position(file: &str, text: &str, token: &str) -> String {
+    for (i, line) in text.lines().enumerate() {
+        if let Some(col) = line.find(token) {
+            return format!("{file}:{}:{}", i + 1, col + 1);
+        }
+    }
+    file.to_string()
+}
+
+impl Selection {
+    /// Builds the selection; `file` and `text` are used to point at offending entries.
+    pub fn build(
+        config: Option<&[MetricsGroup]>,
+        exclude_metrics: &[String],
+        exclude_labels: &[String],
+        file: &str,
+        text: &str,
+    ) -> (Selection, Findings) {
+        let mut f = Findings::default();
+        let served = served_metrics();
+        let labels = all_labels();
+        let check_metric = |name: &str, f: &mut Findings| -> bool {
+            if served.contains(&name) {
+                return true;
+            }
+            let at = position(file, text, name);
+            if NOT_DERIVABLE.iter().any(|(n, _)| *n == name)
+                || OTHER_LITELLM_METRICS.contains(&name)
+            {
+                f.warnings.push(format!(
+                    "{at}: {name} is a LiteLLM metric the database cannot supply; it is ignored"
+                ));
+            } else {
+                let hint = closest(name, served.iter().copied())
+                    .map(|c| format!(" (did you mean {c}?)"))
+                    .unwrap_or_default();
+                f.errors
+                    .push(format!("{at}: unknown metric {name:?}{hint}"));
+            }
+            false
+        };
+        let check_label = |name: &str, f: &mut Findings| -> bool {
+            if labels.contains(name) {
+                return true;
+            }
+            let hint = closest(name, labels.iter().copied())
+                .map(|c| format!(" (did you mean {c}?)"))
+                .unwrap_or_default();
+            f.errors.push(format!(
+                "{}: unknown label {name:?}{hint}",
+                position(file, text, name)
+            ));
+            false
+        };
+
+        // name -> Some(allowed labels) / None (all labels) for metrics named in the config.
+        let mut listed: Option<HashMap<String, Option<BTreeSet<String>>>> = None;
+        if let Some(groups) = config {
+            let mut map = HashMap::new();
+            for g in groups {
+                let include = g.include_labels.as_ref().map(|ls| {
+                    ls.iter()
+                        .filter(|l| check_label(l, &mut f))
+                        .cloned()
+                        .collect::<BTreeSet<_>>()
+                });
+                for m in &g.metrics {
+                    if check_metric(m, &mut f) {
+                        map.insert(m.clone(), include.clone());
+                    }
+                }
+            }
+            listed = Some(map);
+        }
+        let excluded: BTreeSet<&str> = exclude_metrics
+            .iter()
+            .filter(|m| check_metric(m, &mut f))
+            .map(String::as_str)
+            .collect();
+        let dropped: BTreeSet<&str> = exclude_labels
+            .iter()
+            .filter(|l| check_label(l, &mut f))
+            .map(String::as_str)
+            .collect();
+
+        let keep = |name: &str, label: &str| -> bool {
+            if dropped.contains(label) {
+                return false;
+            }
+            match listed.as_ref().and_then(|m| m.get(name)) {
+                Some(Some(include)) => include.contains(label),
+                _ => true,
+            }
+        };
+        let exists = |name: &str| -> bool {
+            !excluded.contains(name) && listed.as_ref().is_none_or(|m| m.contains_key(name))
+        };
+        let sel = Selection {
+            ledger: LEDGER_FAMILIES
+                .iter()
+                .map(|fam| {
+                    exists(fam.name).then(|| {
+                        fam.labels
+                            .iter()
+                            .copied()
+                            .filter(|l| keep(fam.name, l.name()))
+                            .collect()
+                    })
+                })
+                .collect(),
+            gauges: GAUGE_FAMILIES
+                .iter()
+                .map(|g| {
+                    exists(g.name).then(|| {
+                        g.labels
+                            .iter()
+                            .copied()
+                            .filter(|l| keep(g.name, l))
+                            .collect()
+                    })
+                })
+                .collect(),
+            dropped: dropped.iter().map(|d| d.to_string()).collect(),
+        };
+        (sel, f)
+    }
+
+    /// A gauge's label block for `values` given in the family's full label order.
+    pub fn gauge_block(&self, family: usize, all: &[&str], values: &[&str]) -> Option<String> {
+        let keep = self.gauges[family].as_ref()?;
+        let default = GAUGE_FAMILIES[family].labels;
+        let (names, vals): (Vec<&str>, Vec<&str>) = all
+            .iter()
+            .zip(values)
+            // Opt-in labels beyond the family's defaults stay unless excluded by name.
+            .filter(|(n, _)| {
+                keep.contains(n) || (!default.contains(n) && !self.dropped.contains(**n))
+            })
+            .map(|(n, v)| (*n, *v))
+            .unzip();
+        Some(crate::render::label_block(&names, &vals))
+    }
+
+    /// One line per exported family, for `check-config`.
+    pub fn summary(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (fam, sel) in LEDGER_FAMILIES.iter().zip(&self.ledger) {
+            if let Some(ls) = sel {
+                let names: Vec<&str> = ls.iter().map(|l| l.name()).collect();
+                out.push(format!("{} [{}]", fam.name, names.join(", ")));
+            }
+        }
+        for (g, sel) in GAUGE_FAMILIES.iter().zip(&self.gauges) {
+            if let Some(ls) = sel {
+                out.push(format!("{} [{}]", g.name, ls.join(", ")));
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn build(cfg: Option<Vec<MetricsGroup>>, em: &[&str], el: &[&str]) -> (Selection, Findings) {
+        let em: Vec<String> = em.iter().map(|s| s.to_string()).collect();
+        let el: Vec<String> = el.iter().map(|s| s.to_string()).collect();
+        Selection::build(
+            cfg.as_deref(),
+            &em,
+            &el,
+            "c.yaml",
+            "x: litellm_spend_metrc\n",
+        )
+    }
+
+    fn idx(name: &str) -> usize {
+        LEDGER_FAMILIES
+            .iter()
+            .position(|f| f.name == name)
+            .expect(name)
+    }
+
+    #[test]
+    fn only_listed_metrics_with_their_labels_and_exclusion_wins() {
+        let cfg = vec![MetricsGroup {
+            group: Some("spend".into()),
+            metrics: vec![
+                "litellm_spend_metric".into(),
+                "litellm_requests_metric".into(),
+            ],
+            include_labels: Some(vec!["team".into(), "model".into(), "user".into()]),
+        }];
+        let (s, f) = build(Some(cfg), &["litellm_requests_metric"], &["user"]);
+        assert!(f.errors.is_empty(), "{:?}", f.errors);
+        assert_eq!(
+            s.ledger[idx("litellm_spend_metric")],
+            Some(vec![Label::Model, Label::Team])
+        );
+        assert_eq!(s.ledger[idx("litellm_requests_metric")], None);
+        assert_eq!(s.ledger[idx("litellm_total_tokens_metric")], None);
+        assert!(s.gauges.iter().all(Option::is_none));
+    }
+
+    #[test]
+    fn typos_get_a_position_and_a_suggestion() {
+        let (_, f) = build(None, &["litellm_spend_metrc"], &["teem"]);
+        assert_eq!(f.errors.len(), 2, "{:?}", f.errors);
+        assert!(f.errors[0].starts_with("c.yaml:1:4: unknown metric"));
+        assert!(f.errors[0].contains("did you mean litellm_spend_metric?"));
+        assert!(f.errors[1].contains("did you mean team?"));
+        let (_, f) = build(None, &["litellm_deployment_state"], &[]);
+        assert!(f.errors.is_empty() && f.warnings.len() == 1);
+    }
+}

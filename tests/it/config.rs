@@ -1,0 +1,130 @@
+//! LiteLLM's metric settings in `--config.file`: only the listed metrics exist, with the listed
+//! labels (series that differed only in a removed label are summed), exclusion wins, and
+//! `check-config` names each problem with its position and the closest valid name.
+
+use std::process::Command;
+use std::time::Duration;
+
+use super::exporter::{Exporter, BIN, FAST};
+use super::support::{fresh_db, Schema};
+use super::truth::insert_row;
+
+#[tokio::test]
+async fn metrics_config_selects_families_and_labels() {
+    let db = fresh_db(Schema::New);
+    let c = db.client().await;
+    for i in 0..30 {
+        let team = ["team-a", "team-b"][i % 2];
+        insert_row(&c, &format!("r{i}"), 10.0 + i as f64, team, 0.5, 10, false).await;
+    }
+    c.batch_execute(
+        "INSERT INTO \"LiteLLM_TeamTable\" (team_id, team_alias, max_budget, spend)
+         VALUES ('team-a', 'Alpha', 10, 1), ('team-b', 'Beta', 20, 2)",
+    )
+    .await
+    .expect("teams");
+    let dir = tempfile::tempdir().expect("tmp");
+    let file = dir.path().join("c.yaml");
+    std::fs::write(
+        &file,
+        "litellm_settings:\n  prometheus_metrics_config:\n    - group: money\n      metrics: [litellm_spend_metric, litellm_proxy_total_requests_metric, litellm_remaining_team_budget_metric]\n      include_labels: [team, team_alias, model]\n  prometheus_exclude_metrics: [litellm_proxy_total_requests_metric]\n  prometheus_exclude_labels: [team_alias]\n",
+    )
+    .expect("write");
+    let mut args = FAST.to_vec();
+    args.extend(["--config.file", file.to_str().expect("utf8")]);
+    let e = Exporter::start(&db.url, &args);
+    e.wait_ready(Duration::from_secs(30)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let s = e.scrape().await;
+    let families: std::collections::BTreeSet<&str> = s
+        .samples
+        .iter()
+        .map(|x| x.name.as_str())
+        .filter(|n| !n.starts_with("litellm_exporter_"))
+        .collect();
+    assert_eq!(
+        families.into_iter().collect::<Vec<_>>(),
+        vec![
+            "litellm_remaining_team_budget_metric",
+            "litellm_spend_metric_total"
+        ]
+    );
+    let spend: Vec<_> = s.named("litellm_spend_metric_total").collect();
+    assert_eq!(spend.len(), 2, "one series per team (model is the same)");
+    for x in &spend {
+        let keys: Vec<&str> = x.labels.keys().map(String::as_str).collect();
+        assert_eq!(keys, vec!["model", "team"]);
+        assert_eq!(
+            x.value, 7.5,
+            "15 rows of 0.5 per team, summed over removed labels"
+        );
+    }
+    let budgets = s.sum_by("litellm_remaining_team_budget_metric", "team");
+    assert_eq!(budgets.get("team-a"), Some(&9.0));
+    assert!(s
+        .named("litellm_remaining_team_budget_metric")
+        .all(|x| !x.labels.contains_key("team_alias")));
+    drop(e);
+    drop(c);
+}
+
+#[test]
+fn check_config_reports_positions_and_suggestions() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "litellm_settings:\n  prometheus_exclude_metrics: [litellm_spend_metrc]\n  prometheus_exclude_labels: [teem]\n",
+    )
+    .expect("write");
+    let out = Command::new(BIN)
+        .arg("check-config")
+        .arg(&bad)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 2, "{err}");
+    assert!(lines[0].ends_with("bad.yaml:2:32: unknown metric \"litellm_spend_metrc\" (did you mean litellm_spend_metric?)"), "{err}");
+    assert!(
+        lines[1].contains("bad.yaml:3:31: unknown label \"teem\" (did you mean team?)"),
+        "{err}"
+    );
+
+    let unknown_key = dir.path().join("key.yaml");
+    std::fs::write(&unknown_key, "exporter:\n  poll_intervall: 5s\n").expect("write");
+    let out = Command::new(BIN)
+        .arg("check-config")
+        .arg(&unknown_key)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("poll_intervall") && err.contains("line 2"),
+        "{err}"
+    );
+
+    let good = dir.path().join("good.yaml");
+    std::fs::write(
+        &good,
+        "litellm_settings:\n  prometheus_exclude_metrics: [litellm_deployment_state]\n",
+    )
+    .expect("write");
+    let out = Command::new(BIN)
+        .arg("check-config")
+        .arg(&good)
+        .output()
+        .expect("run");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("warning:") && text.contains("cannot supply"),
+        "{text}"
+    );
+    assert!(
+        text.contains("litellm_spend_metric [end_user, hashed_api_key"),
+        "{text}"
+    );
+}
