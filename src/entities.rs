@@ -276,13 +276,20 @@ mod tests {
 
     #[test]
     fn unlimited_budget_is_inf_and_nan_is_dropped() {
-        let mut g = Gauges::new();
-        g.budget(TEAM_BUDGET, "{}", None, 3.0, None);
-        g.budget(TEAM_BUDGET, "{x}", Some(f64::NAN), 3.0, Some(1.0));
-        assert_eq!(
-            g.samples[TEAM_BUDGET],
-            vec![("{}".to_string(), f64::INFINITY)]
+        let sel = Selection::default();
+        let mut g = Gauges::new(&sel);
+        let names = GAUGE_FAMILIES[TEAM_BUDGET].labels;
+        g.budget(TEAM_BUDGET, names, &["t", ""], None, 3.0, None);
+        g.budget(
+            TEAM_BUDGET,
+            names,
+            &["u", ""],
+            Some(f64::NAN),
+            3.0,
+            Some(1.0),
         );
+        let block = "{team=\"t\",team_alias=\"\"}".to_string();
+        assert_eq!(g.samples[TEAM_BUDGET], vec![(block, f64::INFINITY)]);
         assert!(g.samples[TEAM_BUDGET + 1].is_empty());
         assert_eq!(g.bad, 2);
     }
