@@ -35,6 +35,10 @@ pub enum Label {
     ServiceTier,
     ExceptionStatus,
     ExceptionClass,
+    /// `stream` ("True"/"False"), with `prometheus_emit_stream_label`.
+    Stream,
+    /// The n-th configured custom label (metadata or tag); its name lives in the `Selection`.
+    Extra(u8),
 }
 
 impl Label {
@@ -64,6 +68,8 @@ impl Label {
             ServiceTier => "service_tier",
             ExceptionStatus => "exception_status",
             ExceptionClass => "exception_class",
+            Stream => "stream",
+            Extra(_) => "custom",
         }
     }
 }

@@ -12,7 +12,7 @@ use crate::catalogue::{DEFAULT_BUCKETS, LATENCY_BUCKETS};
 use crate::cli::{RunArgs, DEFAULT_PORT};
 use crate::db::{self, PoolSettings, Target, MAX_POOL_SIZE};
 use crate::entities::EntityConfig;
-use crate::ledger::read::Identity;
+use crate::ledger::read::{Extra, Identity};
 use crate::ledger::tail::TailConfig;
 use crate::ledger::values::Thresholds;
 use crate::selection::{MetricsGroup, Selection};
@@ -46,6 +46,11 @@ pub struct LitellmSettings {
     pub enable_end_user_cost_tracking_prometheus_only: Option<bool>,
     pub prometheus_user_budget_label_include_email_alias: Option<bool>,
     pub prometheus_latency_buckets: Option<Vec<f64>>,
+    #[serde(default)]
+    pub custom_prometheus_metadata_labels: Vec<String>,
+    #[serde(default)]
+    pub custom_prometheus_tags: Vec<String>,
+    pub prometheus_emit_stream_label: Option<bool>,
 }
 
 /// Labels that identify people; off by default, as in LiteLLM.
@@ -96,17 +101,83 @@ impl FileConfig {
         Ok((file, text))
     }
 
+    /// The custom labels: (label name, what fills it). A metadata label must name a path under
+    /// `metadata.`; label names are sanitised as LiteLLM does (`metadata.foo` -> `metadata_foo`).
+    pub fn extras(&self, path: &str, text: &str) -> (Vec<(String, Extra)>, Vec<String>) {
+        let ls = &self.litellm_settings;
+        let mut out = Vec::new();
+        let mut errors = Vec::new();
+        for m in &ls.custom_prometheus_metadata_labels {
+            match m.strip_prefix("metadata.").filter(|p| !p.is_empty()) {
+                Some(p) => out.push((
+                    sanitize_label(&format!("metadata_{}", p.replace('.', "_"))),
+                    Extra::Metadata(p.split('.').map(str::to_string).collect()),
+                )),
+                None => errors.push(format!(
+                    "{}: custom_prometheus_metadata_labels entry {m:?} must look like metadata.<key>",
+                    crate::selection::position(path, text, m)
+                )),
+            }
+        }
+        for t in &ls.custom_prometheus_tags {
+            out.push((
+                sanitize_label(&format!("tag_{t}")),
+                Extra::Tag(like_pattern(t)),
+            ));
+        }
+        if out.len() > 64 {
+            errors.push(format!("{path}: at most 64 custom labels"));
+        }
+        (out, errors)
+    }
+
     /// The metric selection of this file; errors and warnings name file positions.
-    pub fn selection(&self, path: &str, text: &str) -> (Selection, crate::selection::Findings) {
+    pub fn selection(
+        &self,
+        path: &str,
+        text: &str,
+        extra_names: &[String],
+    ) -> (Selection, crate::selection::Findings) {
         let ls = &self.litellm_settings;
         Selection::build(
             ls.prometheus_metrics_config.as_deref(),
             &ls.prometheus_exclude_metrics,
             &ls.prometheus_exclude_labels,
+            ls.prometheus_emit_stream_label.unwrap_or(false),
+            extra_names,
             path,
             text,
         )
     }
+}
+
+/// A Prometheus label name: characters outside [A-Za-z0-9_] become `_`.
+pub fn sanitize_label(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// LiteLLM tag wildcards (`*`) as a SQL LIKE pattern, with LIKE's own wildcards escaped.
+pub fn like_pattern(tag: &str) -> String {
+    let mut out = String::with_capacity(tag.len());
+    for c in tag.chars() {
+        match c {
+            '\\' | '%' | '_' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '*' => out.push('%'),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,6 +202,10 @@ pub struct Config {
     pub entities: EntityConfig,
     pub thresholds: Thresholds,
     pub selection: Selection,
+    /// `prometheus_emit_stream_label`.
+    pub stream_label: bool,
+    /// What fills each custom label, in the order of `selection.extra_names`.
+    pub extras: Vec<Extra>,
     /// Accepted but worth saying (e.g. a LiteLLM metric the database cannot supply).
     pub warnings: Vec<String>,
 }
@@ -175,16 +250,26 @@ fn check_buckets(b: &[f64]) -> Result<(), ConfigError> {
 
 impl Config {
     pub fn build(args: &RunArgs) -> Result<Config, ConfigError> {
-        let (file, selection, warnings) = match &args.config_file {
+        let (file, selection, warnings, extras) = match &args.config_file {
             Some(p) => {
                 let (file, text) = FileConfig::load(p)?;
-                let (selection, findings) = file.selection(&p.display().to_string(), &text);
-                if !findings.errors.is_empty() {
-                    return Err(ConfigError::Findings(findings.errors));
+                let path = p.display().to_string();
+                let (extras, mut errors) = file.extras(&path, &text);
+                let names: Vec<String> = extras.iter().map(|(n, _)| n.clone()).collect();
+                let (selection, findings) = file.selection(&path, &text, &names);
+                errors.extend(findings.errors);
+                if !errors.is_empty() {
+                    return Err(ConfigError::Findings(errors));
                 }
-                (file, selection, findings.warnings)
+                let extras = extras.into_iter().map(|(_, e)| e).collect();
+                (file, selection, findings.warnings, extras)
             }
-            None => (FileConfig::default(), Selection::default(), Vec::new()),
+            None => (
+                FileConfig::default(),
+                Selection::default(),
+                Vec::new(),
+                Vec::new(),
+            ),
         };
         let ex = &file.exporter;
         let ls = &file.litellm_settings;
@@ -315,6 +400,8 @@ impl Config {
             },
             thresholds: Thresholds::new(&latency, DEFAULT_BUCKETS),
             selection,
+            stream_label: ls.prometheus_emit_stream_label.unwrap_or(false),
+            extras,
             warnings,
         })
     }

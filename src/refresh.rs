@@ -91,6 +91,8 @@ pub fn fingerprint(cfg: &Config) -> String {
     serde_json::json!({
         "identity": cfg.identity,
         "buckets": cfg.thresholds.bounds_s,
+        "stream": cfg.stream_label,
+        "extras": cfg.extras,
     })
     .to_string()
 }
@@ -247,6 +249,8 @@ impl Refresher {
                 &schema,
                 self.cfg.identity,
                 self.cfg.thresholds.clone(),
+                self.cfg.stream_label,
+                &self.cfg.extras,
             ));
             self.schema = Some(schema);
         }

@@ -162,7 +162,7 @@ impl LedgerRenderer {
                     ids.push(NONE);
                     continue;
                 }
-                let names: Vec<&str> = labels.iter().map(|l| l.name()).collect();
+                let names: Vec<&str> = labels.iter().map(|l| sel.name(*l)).collect();
                 let values: Vec<String> =
                     labels.iter().map(|l| c.key.label_value(*l, org)).collect();
                 let values: Vec<&str> = values.iter().map(String::as_str).collect();

@@ -51,6 +51,8 @@ pub struct Selection {
     pub gauges: Vec<Option<Vec<&'static str>>>,
     /// `prometheus_exclude_labels`, also applied to opt-in labels (user_email, user_alias).
     pub dropped: BTreeSet<String>,
+    /// Names of the custom labels (`Label::Extra(i)`), in configuration order.
+    pub extra_names: Vec<String>,
 }
 
 impl Default for Selection {
@@ -65,6 +67,7 @@ impl Default for Selection {
                 .map(|g| Some(g.labels.to_vec()))
                 .collect(),
             dropped: BTreeSet::new(),
+            extra_names: Vec::new(),
         }
     }
 }
@@ -76,13 +79,14 @@ pub struct Findings {
     pub warnings: Vec<String>,
 }
 
-fn all_labels() -> BTreeSet<&'static str> {
-    let mut s: BTreeSet<&'static str> = LEDGER_FAMILIES
+fn all_labels(extra_names: &[String]) -> BTreeSet<&str> {
+    let mut s: BTreeSet<&str> = LEDGER_FAMILIES
         .iter()
         .flat_map(|f| f.labels.iter().map(|l| l.name()))
         .collect();
     s.extend(GAUGE_FAMILIES.iter().flat_map(|g| g.labels.iter().copied()));
-    s.extend(["user_email", "user_alias"]);
+    s.extend(["user_email", "user_alias", "stream"]);
+    s.extend(extra_names.iter().map(String::as_str));
     s
 }
 
@@ -116,16 +120,20 @@ pub fn position(file: &str, text: &str, token: &str) -> String {
 
 impl Selection {
     /// Builds the selection; `file` and `text` are used to point at offending entries.
+    /// `stream` adds LiteLLM's `stream` label to the proxy request counter; `extra_names` are the
+    /// custom labels appended to every ledger family.
     pub fn build(
         config: Option<&[MetricsGroup]>,
         exclude_metrics: &[String],
         exclude_labels: &[String],
+        stream: bool,
+        extra_names: &[String],
         file: &str,
         text: &str,
     ) -> (Selection, Findings) {
         let mut f = Findings::default();
         let served = served_metrics();
-        let labels = all_labels();
+        let labels = all_labels(extra_names);
         let check_metric = |name: &str, f: &mut Findings| -> bool {
             if served.contains(&name) {
                 return true;
@@ -202,15 +210,26 @@ impl Selection {
         let exists = |name: &str| -> bool {
             !excluded.contains(name) && listed.as_ref().is_none_or(|m| m.contains_key(name))
         };
+        let name_of = |l: Label| -> &str {
+            match l {
+                Label::Extra(i) => extra_names[usize::from(i)].as_str(),
+                other => other.name(),
+            }
+        };
         let sel = Selection {
             ledger: LEDGER_FAMILIES
                 .iter()
                 .map(|fam| {
                     exists(fam.name).then(|| {
+                        let stream_label = (stream
+                            && fam.name == "litellm_proxy_total_requests_metric")
+                            .then_some(Label::Stream);
                         fam.labels
                             .iter()
                             .copied()
-                            .filter(|l| keep(fam.name, l.name()))
+                            .chain(stream_label)
+                            .chain((0..extra_names.len()).map(|i| Label::Extra(i as u8)))
+                            .filter(|l| keep(fam.name, name_of(*l)))
                             .collect()
                     })
                 })
@@ -228,6 +247,7 @@ impl Selection {
                 })
                 .collect(),
             dropped: dropped.iter().map(|d| d.to_string()).collect(),
+            extra_names: extra_names.to_vec(),
         };
         (sel, f)
     }
@@ -248,12 +268,20 @@ impl Selection {
         Some(crate::render::label_block(&names, &vals))
     }
 
+    /// A label's Prometheus name (custom labels are named by the configuration).
+    pub fn name(&self, l: Label) -> &str {
+        match l {
+            Label::Extra(i) => self.extra_names[usize::from(i)].as_str(),
+            other => other.name(),
+        }
+    }
+
     /// One line per exported family, for `check-config`.
     pub fn summary(&self) -> Vec<String> {
         let mut out = Vec::new();
         for (fam, sel) in LEDGER_FAMILIES.iter().zip(&self.ledger) {
             if let Some(ls) = sel {
-                let names: Vec<&str> = ls.iter().map(|l| l.name()).collect();
+                let names: Vec<&str> = ls.iter().map(|l| self.name(*l)).collect();
                 out.push(format!("{} [{}]", fam.name, names.join(", ")));
             }
         }
@@ -277,6 +305,8 @@ mod tests {
             cfg.as_deref(),
             &em,
             &el,
+            false,
+            &[],
             "c.yaml",
             "x: litellm_spend_metrc\n",
         )

@@ -8,7 +8,7 @@
 SELECT
   api_key, key_alias, team_id, team_alias, user_id, user_email, end_user, org_id, model,
   model_group, original_model_group, model_id, api_base, provider, client_ip, user_agent,
-  service_tier, failed, error_code, error_class, error_provider, cache_hit,
+  service_tier, failed, error_code, error_class, error_provider, cache_hit, stream,
   count(*)::bigint AS rows,
   max(start_ms) AS max_start_ms,
   sum(spend_pico)::text, sum(total_tokens)::bigint, sum(prompt_tokens)::bigint,
@@ -23,7 +23,9 @@ SELECT
   count(overhead_us)::bigint, coalesce(sum(overhead_us), 0)::bigint,
   count(per_token_us)::bigint, coalesce(sum(per_token_us), 0)::bigint
   {{buckets}}
+  {{extra_dims}}
 FROM ({{projection}} OFFSET 0) p
 GROUP BY api_key, key_alias, team_id, team_alias, user_id, user_email, end_user, org_id, model,
   model_group, original_model_group, model_id, api_base, provider, client_ip, user_agent,
-  service_tier, failed, error_code, error_class, error_provider, cache_hit
+  service_tier, failed, error_code, error_class, error_provider, cache_hit, stream
+  {{extra_dims}}

@@ -7,6 +7,7 @@
 --          literal).
 -- Privilege: SELECT on "LiteLLM_SpendLogs".
 -- Parameters: $1 lower startTime bound (text, inclusive), $2 upper bound (text, exclusive),
+--             $5... the custom labels' JSON paths (text[]) and tag patterns (LIKE text),
 --             $3 only rows whose creating transaction id (xid8, as bigint) is >= this; 0 = all,
 --             $4 xmax of the current snapshot (xid8 as bigint), to widen the 32-bit xmin.
 -- Numbers are integers (spend in pico-dollars, durations in microseconds) so that sums are exact
@@ -62,7 +63,12 @@ SELECT
   o.overhead_us                                                             AS overhead_us,
   CASE WHEN s.completion_tokens > 0
        THEN round(coalesce(d.ttft_us, d.total_us)::numeric / s.completion_tokens)::bigint
-       END                                                                  AS per_token_us
+       END                                                                  AS per_token_us,
+  -- Whether the response was streamed, for prometheus_emit_stream_label ('' when off).
+  {{stream}}                                                                AS stream
+  -- Configured custom labels (custom_prometheus_metadata_labels, custom_prometheus_tags), each a
+  -- text column x0, x1, ... whose path or pattern is a parameter from $5 on.
+  {{extras}}
 FROM "LiteLLM_SpendLogs" s
 -- Each LATERAL ends in OFFSET 0 so that the planner computes it once per row instead of inlining
 -- it into every expression that uses it (which re-reads, and re-decompresses, the metadata JSON

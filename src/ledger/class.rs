@@ -34,6 +34,12 @@ pub struct ClassKey {
     pub error_provider: String,
     /// "True", "False" or "" (unknown), as LiteLLM writes `cache_hit`.
     pub cache_hit: String,
+    /// "True"/"False" with `prometheus_emit_stream_label`, else "".
+    #[serde(default)]
+    pub stream: String,
+    /// Values of the configured custom labels, in configuration order.
+    #[serde(default)]
+    pub extras: Vec<String>,
 }
 
 /// Number of text columns before `failed` in the projection; `from_row` relies on the order.
@@ -70,6 +76,8 @@ impl ClassKey {
             error_class: s(19)?,
             error_provider: s(20)?,
             cache_hit: s(21)?,
+            stream: String::new(),
+            extras: Vec::new(),
         })
     }
 
@@ -124,6 +132,9 @@ impl ClassKey {
             ExceptionClass => {
                 return none_if_empty(&exception_class(&self.error_class, &self.error_provider))
             }
+            Stream => &self.stream,
+            // Tag labels are always "true"/"false"; an absent metadata value is "None".
+            Extra(i) => self.extras.get(usize::from(i)).map_or("", String::as_str),
         };
         none_if_empty(v)
     }

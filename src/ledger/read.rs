@@ -19,16 +19,32 @@ pub struct Identity {
     pub client_ip: bool,
 }
 
+/// A configured custom label: a JSON path into the row's metadata (LiteLLM's
+/// `custom_prometheus_metadata_labels`, read from `metadata.spend_logs_metadata` first, then
+/// `metadata`), or a LIKE pattern matched against `request_tags` (`custom_prometheus_tags`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Extra {
+    Metadata(Vec<String>),
+    Tag(String),
+}
+
 /// The two ledger statements for one schema and one label configuration.
 #[derive(Debug, Clone)]
 pub struct Projection {
     rows_sql: String,
     grouped_sql: String,
     pub thresholds: Thresholds,
+    extras: Vec<Extra>,
 }
 
 impl Projection {
-    pub fn new(schema: &Schema, identity: Identity, thresholds: Thresholds) -> Self {
+    pub fn new(
+        schema: &Schema,
+        identity: Identity,
+        thresholds: Thresholds,
+        stream: bool,
+        extras: &[Extra],
+    ) -> Self {
         let col = |name: &str, expr: &'static str| -> &'static str {
             if schema.has_column("LiteLLM_SpendLogs", name) {
                 expr
@@ -37,9 +53,32 @@ impl Projection {
             }
         };
         let opt = |on: bool, expr: &'static str| if on { expr } else { "''::text" };
+        // Values of custom labels travel as parameters ($5, $6, ...), never inside the SQL text.
+        let mut extra_cols = String::new();
+        let mut extra_dims = String::new();
+        for (i, e) in extras.iter().enumerate() {
+            let n = i + 5;
+            let expr = match e {
+                Extra::Metadata(_) => format!(
+                    "left(coalesce(m.md->'spend_logs_metadata' #>> ${n}::text[], m.md #>> ${n}::text[], ''), 1024)"
+                ),
+                Extra::Tag(_) => format!(
+                    "CASE WHEN EXISTS (SELECT 1 FROM jsonb_array_elements_text(CASE WHEN jsonb_typeof(s.request_tags) = 'array' THEN s.request_tags ELSE '[]'::jsonb END) tag(v) WHERE tag.v LIKE ${n}::text) THEN 'true' ELSE 'false' END"
+                ),
+            };
+            extra_cols.push_str(&format!(",\n  {expr} AS x{i}"));
+            extra_dims.push_str(&format!(", x{i}"));
+        }
+        let stream_expr = if stream {
+            "CASE WHEN d.ttft_us IS NOT NULL THEN 'True' ELSE 'False' END"
+        } else {
+            "''::text"
+        };
         let projection = sql::fill(
             sql::LEDGER_PROJECT,
             &[
+                ("stream", stream_expr),
+                ("extras", &extra_cols),
                 ("status", col("status", "s.status")),
                 (
                     "organization_id",
@@ -82,13 +121,33 @@ impl Projection {
         }
         let grouped_sql = sql::fill(
             sql::LEDGER_GROUPED,
-            &[("buckets", &buckets), ("projection", &projection)],
+            &[
+                ("buckets", &buckets),
+                ("projection", &projection),
+                ("extra_dims", &extra_dims),
+            ],
         );
         Projection {
             rows_sql: projection,
             grouped_sql,
             thresholds,
+            extras: extras.to_vec(),
         }
+    }
+
+    /// The four bounds of every ledger read followed by the custom labels' parameters.
+    fn params<'a>(
+        &'a self,
+        base: &'a [&'a (dyn tokio_postgres::types::ToSql + Sync); 4],
+    ) -> Vec<&'a (dyn tokio_postgres::types::ToSql + Sync)> {
+        let mut v: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = base.to_vec();
+        for e in &self.extras {
+            match e {
+                Extra::Metadata(path) => v.push(path),
+                Extra::Tag(pattern) => v.push(pattern),
+            }
+        }
+        v
     }
 
     pub fn rows_sql(&self) -> &str {
@@ -141,18 +200,23 @@ pub async fn rows(
     xmax: i64,
 ) -> Result<Vec<RawRow>, tokio_postgres::Error> {
     let (lo, hi) = (bound(lo, false), bound(hi, true));
-    let out = tx.query(&p.rows_sql, &[&lo, &hi, &since, &xmax]).await?;
-    out.iter().map(decode_row).collect()
+    let base: [&(dyn tokio_postgres::types::ToSql + Sync); 4] = [&lo, &hi, &since, &xmax];
+    let out = tx.query(&p.rows_sql, &p.params(&base)).await?;
+    out.iter().map(|r| decode_row(r, p.extras.len())).collect()
 }
 
-fn decode_row(r: &Row) -> Result<RawRow, tokio_postgres::Error> {
-    let key = ClassKey::from_row(r, 3)?;
+fn decode_row(r: &Row, extras: usize) -> Result<RawRow, tokio_postgres::Error> {
+    let mut key = ClassKey::from_row(r, 3)?;
     let base = 3 + KEY_COLUMNS;
     let mut v = [0i64; NV];
     for (j, slot) in v.iter_mut().enumerate() {
         *slot = r.try_get(base + 1 + j)?;
     }
     let h = base + 2 + NV;
+    key.stream = r.try_get(h + 5)?;
+    for i in 0..extras {
+        key.extras.push(r.try_get(h + 6 + i)?);
+    }
     Ok(RawRow {
         request_id: r.try_get(0)?,
         start_ms: r.try_get(1)?,
@@ -190,8 +254,11 @@ pub async fn grouped(
     hi: Option<i64>,
 ) -> Result<Vec<Group>, GroupError> {
     let (lo, hi) = (bound(lo, false), bound(hi, true));
-    let out = tx.query(&p.grouped_sql, &[&lo, &hi, &0i64, &0i64]).await?;
-    out.iter().map(|r| decode_group(r, &p.thresholds)).collect()
+    let base: [&(dyn tokio_postgres::types::ToSql + Sync); 4] = [&lo, &hi, &0i64, &0i64];
+    let out = tx.query(&p.grouped_sql, &p.params(&base)).await?;
+    out.iter()
+        .map(|r| decode_group(r, &p.thresholds, p.extras.len()))
+        .collect()
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -206,9 +273,10 @@ fn u(r: &Row, i: usize) -> Result<u64, tokio_postgres::Error> {
     Ok(r.try_get::<_, i64>(i)?.max(0) as u64)
 }
 
-fn decode_group(r: &Row, t: &Thresholds) -> Result<Group, GroupError> {
-    let key = ClassKey::from_row(r, 0)?;
-    let b = KEY_COLUMNS;
+fn decode_group(r: &Row, t: &Thresholds, extras: usize) -> Result<Group, GroupError> {
+    let mut key = ClassKey::from_row(r, 0)?;
+    key.stream = r.try_get(KEY_COLUMNS)?;
+    let b = KEY_COLUMNS + 1;
     let spend: String = r.try_get(b + 2)?;
     let mut acc = ClassAcc {
         rows: u(r, b)?,
@@ -232,6 +300,10 @@ fn decode_group(r: &Row, t: &Thresholds) -> Result<Group, GroupError> {
             col += 1;
         }
         acc.hist[h].buckets = buckets;
+    }
+    for _ in 0..extras {
+        key.extras.push(r.try_get(col)?);
+        col += 1;
     }
     Ok(Group {
         key,

@@ -128,3 +128,67 @@ fn check_config_reports_positions_and_suggestions() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn custom_metadata_labels_tags_and_stream() {
+    let db = fresh_db(Schema::New);
+    let c = db.client().await;
+    for i in 0..6 {
+        insert_row(
+            &c,
+            &format!("c{i}"),
+            5.0 + i as f64,
+            "team-a",
+            1.0,
+            10,
+            false,
+        )
+        .await;
+    }
+    c.batch_execute(
+        "UPDATE \"LiteLLM_SpendLogs\" SET request_tags = '[\"prod\", \"team-x\"]',
+            metadata = metadata || '{\"spend_logs_metadata\": {\"project\": \"apollo\"}}'
+          WHERE request_id IN ('c0', 'c1');
+         UPDATE \"LiteLLM_SpendLogs\" SET request_tags = '{\"not\": \"an array\"}',
+            metadata = metadata || '{\"project\": \"zeus\"}' WHERE request_id = 'c2';
+         UPDATE \"LiteLLM_SpendLogs\" SET \"completionStartTime\" = \"startTime\" + interval '100 ms'
+          WHERE request_id IN ('c0', 'c3');",
+    )
+    .await
+    .expect("shape rows");
+    let dir = tempfile::tempdir().expect("tmp");
+    let file = dir.path().join("c.yaml");
+    std::fs::write(
+        &file,
+        "litellm_settings:\n  custom_prometheus_metadata_labels: [metadata.project]\n  custom_prometheus_tags: [prod, 'team-*', '100%_sure']\n  prometheus_emit_stream_label: true\n",
+    )
+    .expect("write");
+    let mut args = FAST.to_vec();
+    args.extend(["--config.file", file.to_str().expect("utf8")]);
+    let e = Exporter::start(&db.url, &args);
+    e.wait_ready(Duration::from_secs(30)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let s = e.scrape().await;
+    let by_project = s.sum_by("litellm_spend_metric_total", "metadata_project");
+    assert_eq!(by_project.get("apollo"), Some(&2.0), "{by_project:?}");
+    assert_eq!(by_project.get("zeus"), Some(&1.0), "{by_project:?}");
+    assert_eq!(by_project.get("None"), Some(&3.0), "{by_project:?}");
+    let prod = s.sum_by("litellm_proxy_total_requests_metric_total", "tag_prod");
+    assert_eq!(
+        (prod.get("true"), prod.get("false")),
+        (Some(&2.0), Some(&4.0))
+    );
+    let team = s.sum_by("litellm_proxy_total_requests_metric_total", "tag_team__");
+    assert_eq!(team.get("true"), Some(&2.0), "{team:?}");
+    // LIKE's own wildcards in a tag are literal.
+    let sure = s.sum_by("litellm_proxy_total_requests_metric_total", "tag_100__sure");
+    assert_eq!(sure.get("false"), Some(&6.0), "{sure:?}");
+    let stream = s.sum_by("litellm_proxy_total_requests_metric_total", "stream");
+    assert_eq!(
+        (stream.get("True"), stream.get("False")),
+        (Some(&2.0), Some(&4.0))
+    );
+    assert!(s
+        .named("litellm_spend_metric_total")
+        .all(|x| !x.labels.contains_key("stream")));
+}
