@@ -51,6 +51,7 @@ pub struct LitellmSettings {
     #[serde(default)]
     pub custom_prometheus_tags: Vec<String>,
     pub prometheus_emit_stream_label: Option<bool>,
+    pub prometheus_metrics_max_series_per_metric: Option<usize>,
 }
 
 /// Labels that identify people; off by default, as in LiteLLM.
@@ -256,8 +257,22 @@ impl Config {
                 let path = p.display().to_string();
                 let (extras, mut errors) = file.extras(&path, &text);
                 let names: Vec<String> = extras.iter().map(|(n, _)| n.clone()).collect();
-                let (selection, findings) = file.selection(&path, &text, &names);
+                let (mut selection, findings) = file.selection(&path, &text, &names);
                 errors.extend(findings.errors);
+                match file
+                    .litellm_settings
+                    .prometheus_metrics_max_series_per_metric
+                {
+                    Some(0) => errors.push(format!(
+                        "{}: prometheus_metrics_max_series_per_metric must be at least 1",
+                        crate::selection::position(
+                            &path,
+                            &text,
+                            "prometheus_metrics_max_series_per_metric"
+                        )
+                    )),
+                    cap => selection.max_series = cap,
+                }
                 if !errors.is_empty() {
                     return Err(ConfigError::Findings(errors));
                 }

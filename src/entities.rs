@@ -27,7 +27,8 @@ pub struct EntityConfig {
 pub struct Snapshot {
     pub text: String,
     pub org_aliases: HashMap<String, String>,
-    pub series: Vec<(&'static str, usize)>,
+    /// Per family: series written, series dropped by the cap, and 0 (rows are a ledger notion).
+    pub series: crate::render::FamilyCounts,
     pub bad_numbers: u64,
 }
 
@@ -96,12 +97,12 @@ impl<'a> Gauges<'a> {
         }
     }
 
-    fn render(self) -> (String, Vec<(&'static str, usize)>) {
+    fn render(self) -> (String, crate::render::FamilyCounts) {
         let mut out = String::new();
         let mut counts = Vec::new();
         for (fam, samples) in GAUGE_FAMILIES.iter().zip(&self.samples) {
-            counts.push((fam.name, samples.len()));
             if samples.is_empty() {
+                counts.push((fam.name, 0, 0, 0));
                 continue;
             }
             push_header(&mut out, fam.name, fam.help, "gauge");
@@ -114,9 +115,21 @@ impl<'a> Gauges<'a> {
                     order.push(block.as_str());
                 }
             }
-            for block in order {
-                let _ = writeln!(out, "{}{block} {}", fam.name, fmt_value(last[block]));
+            // Gauges beyond the series cap are dropped, as in LiteLLM (chosen by label text, like
+            // the ledger's folding, so every exporter keeps the same ones).
+            let blocks: Vec<String> = order.iter().map(|b| b.to_string()).collect();
+            let (kept, dropped) =
+                crate::render::split(&blocks, &vec![true; blocks.len()], self.sel.max_series);
+            for i in &kept {
+                let _ = writeln!(
+                    out,
+                    "{}{} {}",
+                    fam.name,
+                    blocks[*i],
+                    fmt_value(last[order[*i]])
+                );
             }
+            counts.push((fam.name, kept.len(), dropped.len(), 0));
         }
         (out, counts)
     }

@@ -371,8 +371,17 @@ impl Refresher {
             (String::new(), Vec::new())
         };
         body.push_str(&self.entities.text);
-        for (family, n) in counts.iter().chain(&self.entities.series) {
+        for (family, n, folded, folded_rows) in counts.iter().chain(&self.entities.series) {
             sm.series.with_label_values(&[family]).set(*n as i64);
+            if *folded > 0 {
+                sm.folded_series
+                    .with_label_values(&[family])
+                    .set(*folded as i64);
+                SelfMetrics::catch_up_counter(
+                    &sm.folded_rows.with_label_values(&[family]),
+                    *folded_rows,
+                );
+            }
         }
         self.shared.publish(body);
         sm.refresh_duration

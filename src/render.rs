@@ -125,6 +125,29 @@ fn counter_value(v: CounterValue, units: u128) -> String {
     }
 }
 
+/// Which series to emit and which to fold, for LiteLLM's `prometheus_metrics_max_series_per_metric`:
+/// the `cap` live series whose label blocks sort first are kept, the rest are summed into one
+/// series whose labels are all "other". Choosing by label text, not by arrival, gives the same
+/// choice in every exporter and after every restart; a new series can displace a kept one (which
+/// then folds) but never shrink one, and the folded set only grows, so no counter decreases.
+pub fn split(blocks: &[String], live: &[bool], cap: Option<usize>) -> (Vec<usize>, Vec<usize>) {
+    let live_idx: Vec<usize> = (0..blocks.len()).filter(|i| live[*i]).collect();
+    match cap {
+        Some(cap) if live_idx.len() > cap => {
+            let mut by_text = live_idx;
+            by_text.sort_by(|a, b| blocks[*a].cmp(&blocks[*b]));
+            let mut folded = by_text.split_off(cap);
+            by_text.sort_unstable();
+            folded.sort_unstable();
+            (by_text, folded)
+        }
+        _ => (live_idx, Vec::new()),
+    }
+}
+
+/// Per family: series written, series folded into "other", rows in the folded series.
+pub type FamilyCounts = Vec<(&'static str, usize, usize, u64)>;
+
 #[derive(Default)]
 struct FamilyIndex {
     index: HashMap<String, u32>,
@@ -186,7 +209,7 @@ impl LedgerRenderer {
         org_aliases: &HashMap<String, String>,
         t: &Thresholds,
         sel: &Selection,
-    ) -> (String, Vec<(&'static str, usize)>) {
+    ) -> (String, FamilyCounts) {
         if *org_aliases != self.org_aliases {
             // An organization was renamed: its series move to the new alias, as in LiteLLM.
             *self = LedgerRenderer {
@@ -201,6 +224,21 @@ impl LedgerRenderer {
         for (f, fam) in LEDGER_FAMILIES.iter().enumerate() {
             let blocks = &self.families[f].blocks;
             let mut written = 0usize;
+            let mut rows = vec![0u64; blocks.len()];
+            for (c, ids) in classes.iter().zip(&self.class_series) {
+                if ids[f] != NONE {
+                    rows[ids[f] as usize] += c.acc.rows;
+                }
+            }
+            let other = sel.ledger[f]
+                .as_deref()
+                .map(|ls| {
+                    let names: Vec<&str> = ls.iter().map(|l| sel.name(*l)).collect();
+                    label_block(&names, &vec!["other"; names.len()])
+                })
+                .unwrap_or_default();
+            let mut folded_rows = 0u64;
+            let mut folded_n = 0usize;
             match fam.kind {
                 Kind::Counter(v) => {
                     let mut sums = vec![0u128; blocks.len()];
@@ -212,11 +250,21 @@ impl LedgerRenderer {
                     let name = format!("{}_total", fam.name);
                     let mark = out.len();
                     push_header(&mut out, &name, fam.help, "counter");
-                    for (block, units) in blocks.iter().zip(&sums) {
-                        if *units == 0 && only_when_positive(v) {
-                            continue;
-                        }
-                        let _ = writeln!(out, "{name}{block} {}", counter_value(v, *units));
+                    let live: Vec<bool> = sums
+                        .iter()
+                        .zip(&rows)
+                        .map(|(u, r)| *r > 0 && !(*u == 0 && only_when_positive(v)))
+                        .collect();
+                    let (kept, folded) = split(blocks, &live, sel.max_series);
+                    for i in kept {
+                        let _ = writeln!(out, "{name}{} {}", blocks[i], counter_value(v, sums[i]));
+                        written += 1;
+                    }
+                    if !folded.is_empty() {
+                        let units: u128 = folded.iter().map(|i| sums[*i]).sum();
+                        folded_rows = folded.iter().map(|i| rows[*i]).sum();
+                        folded_n = folded.len();
+                        let _ = writeln!(out, "{name}{other} {}", counter_value(v, units));
                         written += 1;
                     }
                     if written == 0 {
@@ -235,11 +283,23 @@ impl LedgerRenderer {
                     let les: Vec<String> = bounds.iter().map(|b| fmt_le(*b)).collect();
                     let mark = out.len();
                     push_header(&mut out, fam.name, fam.help, "histogram");
+                    let live: Vec<bool> = sums.iter().map(|a| a.count > 0).collect();
+                    let (kept, folded) = split(blocks, &live, sel.max_series);
+                    let mut overflow = HistAcc::default();
+                    for i in &folded {
+                        overflow.merge(&sums[*i]);
+                    }
+                    folded_rows = folded.iter().map(|i| rows[*i]).sum();
+                    folded_n = folded.len();
+                    let mut emit: Vec<(&str, &HistAcc)> = kept
+                        .iter()
+                        .map(|i| (blocks[*i].as_str(), &sums[*i]))
+                        .collect();
+                    if !folded.is_empty() {
+                        emit.push((other.as_str(), &overflow));
+                    }
                     let body = &mut out;
-                    for (block, acc) in blocks.iter().zip(&sums) {
-                        if acc.count == 0 {
-                            continue;
-                        }
+                    for (block, acc) in emit {
                         written += 1;
                         let open = if block.is_empty() {
                             "{".to_string()
@@ -265,7 +325,7 @@ impl LedgerRenderer {
                     }
                 }
             }
-            counts.push((fam.name, written));
+            counts.push((fam.name, written, folded_n, folded_rows));
         }
         (out, counts)
     }

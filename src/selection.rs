@@ -53,6 +53,9 @@ pub struct Selection {
     pub dropped: BTreeSet<String>,
     /// Names of the custom labels (`Label::Extra(i)`), in configuration order.
     pub extra_names: Vec<String>,
+    /// `prometheus_metrics_max_series_per_metric`: series beyond it fold into "other"
+    /// (counters, histograms) or are dropped (gauges), as in LiteLLM.
+    pub max_series: Option<usize>,
 }
 
 impl Default for Selection {
@@ -68,6 +71,7 @@ impl Default for Selection {
                 .collect(),
             dropped: BTreeSet::new(),
             extra_names: Vec::new(),
+            max_series: None,
         }
     }
 }
@@ -248,6 +252,7 @@ impl Selection {
                 .collect(),
             dropped: dropped.iter().map(|d| d.to_string()).collect(),
             extra_names: extra_names.to_vec(),
+            max_series: None,
         };
         (sel, f)
     }

@@ -23,6 +23,8 @@ pub struct SelfMetrics {
     pub poll_rows_read: IntGauge,
     pub schema_feature: IntGaugeVec,
     pub state_saved: Gauge,
+    pub folded_series: IntGaugeVec,
+    pub folded_rows: IntCounterVec,
 }
 
 fn opts(name: &str, help: &str) -> Opts {
@@ -65,6 +67,8 @@ impl SelfMetrics {
             poll_rows_read: reg!(IntGauge::with_opts(opts("litellm_exporter_poll_rows_read", "Rows returned by the last steady-state poll."))),
             schema_feature: reg!(IntGaugeVec::new(opts("litellm_exporter_schema_feature", "1 if a LiteLLM table or optional column the exporter can use exists."), &["feature"])),
             state_saved: reg!(Gauge::with_opts(opts("litellm_exporter_state_saved_timestamp_seconds", "Unix time the state file was last written (0 without --state.file)."))),
+            folded_series: reg!(IntGaugeVec::new(opts("litellm_exporter_folded_series", "Series beyond prometheus_metrics_max_series_per_metric, folded into the \"other\" series (counters, histograms) or dropped (gauges)."), &["family"])),
+            folded_rows: reg!(IntCounterVec::new(opts("litellm_exporter_folded_rows_total", "Spend-log rows counted in the \"other\" series of a capped family."), &["family"])),
             registry: r,
         };
         for k in Self::ERROR_KINDS {

@@ -192,3 +192,60 @@ async fn custom_metadata_labels_tags_and_stream() {
         .named("litellm_spend_metric_total")
         .all(|x| !x.labels.contains_key("stream")));
 }
+
+#[tokio::test]
+async fn series_cap_folds_into_other_without_decreasing() {
+    let db = fresh_db(Schema::New);
+    let c = db.client().await;
+    for (i, team) in ["t-c", "t-d", "t-e", "t-f"].iter().enumerate() {
+        insert_row(&c, &format!("r{i}"), 5.0, team, 1.0 + i as f64, 10, false).await;
+    }
+    c.batch_execute(
+        "INSERT INTO \"LiteLLM_TeamTable\" (team_id, max_budget, spend)
+         VALUES ('t-c', 10, 1), ('t-d', 10, 2), ('t-e', 10, 3)",
+    )
+    .await
+    .expect("teams");
+    let dir = tempfile::tempdir().expect("tmp");
+    let file = dir.path().join("c.yaml");
+    std::fs::write(
+        &file,
+        "litellm_settings:\n  prometheus_metrics_config:\n    - group: g\n      metrics: [litellm_spend_metric, litellm_remaining_team_budget_metric]\n      include_labels: [team]\n  prometheus_metrics_max_series_per_metric: 2\n",
+    )
+    .expect("write");
+    let mut args = FAST.to_vec();
+    args.extend(["--config.file", file.to_str().expect("utf8")]);
+    let e = Exporter::start(&db.url, &args);
+    e.wait_ready(Duration::from_secs(30)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let s = e.scrape().await;
+    let spend = s.sum_by("litellm_spend_metric_total", "team");
+    let want: std::collections::BTreeMap<String, f64> =
+        [("t-c", 1.0), ("t-d", 2.0), ("other", 7.0)]
+            .iter()
+            .map(|(k, v)| (k.to_string(), *v))
+            .collect();
+    assert_eq!(spend, want);
+    assert_eq!(
+        s.named("litellm_remaining_team_budget_metric").count(),
+        2,
+        "gauges beyond the cap are dropped"
+    );
+    let folded = s
+        .named("litellm_exporter_folded_series")
+        .find(|x| x.labels["family"] == "litellm_spend_metric")
+        .map(|x| x.value);
+    assert_eq!(folded, Some(2.0));
+
+    // A team that sorts first displaces t-d into "other": nothing decreases.
+    insert_row(&c, "r-a", 1.0, "t-a", 0.5, 10, false).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let s = e.scrape().await;
+    let spend = s.sum_by("litellm_spend_metric_total", "team");
+    let want: std::collections::BTreeMap<String, f64> =
+        [("t-a", 0.5), ("t-c", 1.0), ("other", 9.0)]
+            .iter()
+            .map(|(k, v)| (k.to_string(), *v))
+            .collect();
+    assert_eq!(spend, want);
+}
