@@ -76,6 +76,34 @@ pub struct ExporterSettings {
     pub pool_size: Option<usize>,
     #[serde(default)]
     pub labels: LabelSettings,
+    #[serde(default)]
+    pub sources: Sources,
+}
+
+/// Which tables are read at all; everything is on by default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Sources {
+    /// The spend log (every counter and histogram).
+    pub ledger: bool,
+    pub teams: bool,
+    pub keys: bool,
+    pub users: bool,
+    pub organizations: bool,
+    pub customers: bool,
+}
+
+impl Default for Sources {
+    fn default() -> Self {
+        Sources {
+            ledger: true,
+            teams: true,
+            keys: true,
+            users: true,
+            organizations: true,
+            customers: true,
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -201,6 +229,7 @@ pub struct Config {
     pub pool: PoolSettings,
     pub identity: Identity,
     pub entities: EntityConfig,
+    pub sources: Sources,
     pub thresholds: Thresholds,
     pub selection: Selection,
     /// `prometheus_emit_stream_label`.
@@ -407,8 +436,10 @@ impl Config {
                 user_email: ex.labels.user_email.unwrap_or(false),
                 client_ip: ex.labels.client_ip.unwrap_or(false),
             },
+            sources: ex.sources,
             entities: EntityConfig {
-                customers: end_user,
+                sources: ex.sources,
+                customers: end_user && ex.sources.customers,
                 user_email_alias: ls
                     .prometheus_user_budget_label_include_email_alias
                     .unwrap_or(false),

@@ -16,6 +16,8 @@ use crate::sql;
 
 #[derive(Debug, Clone, Copy, Default, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct EntityConfig {
+    /// Which entity tables are read (`exporter.sources`).
+    pub sources: crate::config::Sources,
     /// Customer budgets carry the end-user id; LiteLLM emits them only with end-user tracking on.
     pub customers: bool,
     /// `prometheus_user_budget_label_include_email_alias`.
@@ -172,7 +174,8 @@ pub async fn read(
     let mut g = Gauges::new(sel);
     let mut org_aliases = HashMap::new();
 
-    if schema.has_table("LiteLLM_TeamTable") {
+    let on = cfg.sources;
+    if on.teams && schema.has_table("LiteLLM_TeamTable") {
         let rows = tx.query(sql::ENTITY_TEAMS, &[]).await?;
         for r in &rows {
             let (id, alias) = budget_and_rates(&mut g, r, TEAM_BUDGET, TEAM_RATE)?;
@@ -186,12 +189,12 @@ pub async fn read(
         }
         g.set(TEAMS_COUNT, &[], &[], rows.len() as f64);
     }
-    if schema.has_table("LiteLLM_VerificationToken") {
+    if on.keys && schema.has_table("LiteLLM_VerificationToken") {
         for r in tx.query(sql::ENTITY_KEYS, &[]).await? {
             budget_and_rates(&mut g, &r, KEY_BUDGET, KEY_RATE)?;
         }
     }
-    if schema.has_table("LiteLLM_UserTable") {
+    if on.users && schema.has_table("LiteLLM_UserTable") {
         for r in tx.query(sql::ENTITY_USERS, &[]).await? {
             let (id, email, alias): (String, String, String) =
                 (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
@@ -214,7 +217,7 @@ pub async fn read(
         g.set(ACTIVE_USERS, &[], &[], r.try_get::<_, i64>(1)? as f64);
     }
     let has_budgets = schema.has_table("LiteLLM_BudgetTable");
-    if schema.has_table("LiteLLM_OrganizationTable") && has_budgets {
+    if on.organizations && schema.has_table("LiteLLM_OrganizationTable") && has_budgets {
         for r in tx.query(sql::ENTITY_ORGS, &[]).await? {
             let (id, alias): (String, String) = (r.try_get(0)?, r.try_get(1)?);
             let names = GAUGE_FAMILIES[ORG_BUDGET].labels;

@@ -27,6 +27,8 @@ pub struct Shared {
     pub selfm: SelfMetrics,
     caught_up: AtomicBool,
     db_up: AtomicBool,
+    /// Set after a publish: both facts above hold for what `/metrics` serves.
+    ready: AtomicBool,
     /// Catch-up progress in per-mille, for the readiness message.
     progress: AtomicU64,
 }
@@ -38,6 +40,7 @@ impl Default for Shared {
             selfm: SelfMetrics::new(),
             caught_up: AtomicBool::new(false),
             db_up: AtomicBool::new(false),
+            ready: AtomicBool::new(false),
             progress: AtomicU64::new(0),
         }
     }
@@ -59,6 +62,9 @@ impl Shared {
 
     /// None when ready; otherwise why not.
     pub fn not_ready_reason(&self) -> Option<String> {
+        if self.ready.load(Ordering::Relaxed) {
+            return None;
+        }
         if !self.db_up.load(Ordering::Relaxed) {
             return Some("the database is unreachable or the last refresh failed".into());
         }
@@ -66,11 +72,12 @@ impl Shared {
             let p = self.progress.load(Ordering::Relaxed) as f64 / 10.0;
             return Some(format!("catching up with the spend log ({p:.1}% read)"));
         }
-        None
+        Some("the first complete refresh is being rendered".into())
     }
 
     fn set_ready_state(&self) {
         let ready = self.db_up.load(Ordering::Relaxed) && self.caught_up.load(Ordering::Relaxed);
+        self.ready.store(ready, Ordering::Relaxed);
         self.selfm.ready.set(i64::from(ready));
         self.selfm
             .database_up
@@ -157,6 +164,8 @@ impl Refresher {
             let started = Instant::now();
             let ok = self.cycle().await;
             self.publish();
+            // Ready only once what this refresh read is published.
+            self.shared.set_ready_state();
             self.maybe_save(false);
             let wait = if ok {
                 backoff = Duration::from_millis(500);
@@ -219,7 +228,6 @@ impl Refresher {
         if ok {
             self.shared.selfm.last_success.set(unix_now());
         }
-        self.shared.set_ready_state();
         ok
     }
 
@@ -235,7 +243,7 @@ impl Refresher {
                     .set(i64::from(present));
             }
             if let Some(missing) = schema.missing_tables().first() {
-                if *missing == "LiteLLM_SpendLogs" {
+                if *missing == "LiteLLM_SpendLogs" && self.cfg.sources.ledger {
                     return Err(DbError::MissingTable("LiteLLM_SpendLogs"));
                 }
             }
@@ -253,6 +261,11 @@ impl Refresher {
                 &self.cfg.extras,
             ));
             self.schema = Some(schema);
+        }
+        if !self.cfg.sources.ledger {
+            // Entities only: "caught up" as soon as the database answers.
+            self.shared.caught_up.store(true, Ordering::Relaxed);
+            return Ok(());
         }
         let projection = self.projection.clone().expect("set with the schema");
 

@@ -47,8 +47,10 @@ def timeseries(title, targets, unit="short", stack=False, **kw):
     return p
 
 
-def stat(title, expr, unit="short", w=4, h=4, **kw):
+def stat(title, expr, unit="short", w=4, h=4, no_value=None, **kw):
     p = panel("stat", title, [target(expr, instant=True)], unit, w=w, h=h, **kw)
+    if no_value:
+        p["fieldConfig"]["defaults"]["noValue"] = no_value
     p["options"] = {"reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
                     "colorMode": "value", "graphMode": "none", "textMode": "auto"}
     return p
@@ -158,7 +160,7 @@ def overview():
                 (f"histogram_quantile(0.95, {P_LE})", "p95"),
                 (f"histogram_quantile(0.99, {P_LE})", "p99")], "s"),
             timeseries("p95 latency by model group", [("model_group:litellm_request_total_latency_seconds:p95_5m", "{{model_group}}")], "s"),
-            timeseries("Tokens / s", [
+            timeseries("Tokens / s: input and output", [
                 ("sum(team_model:litellm_input_tokens_metric:rate5m)", "input"),
                 ("sum(team_model:litellm_output_tokens_metric:rate5m)", "output")], stack=True),
             timeseries("Deployment failure share", [("deployment:litellm_deployment_failure_ratio:rate5m", "{{litellm_model_name}} {{api_base}}")], "percentunit",
@@ -220,19 +222,25 @@ def keys_users():
     key_sel = 'api_key_alias=~"$key"'
     allowed = 'litellm_api_key_rate_limit_allowed_metric{rate_limit_type="%s", ' + key_sel + "}"
     team_allowed = 'litellm_team_rate_limit_allowed_metric{rate_limit_type="%s", ' + TEAM + "}"
+    # Every key and team has a budget gauge (+Inf without a budget): counting it gives an
+    # "exists, with its current alias" series to filter and label the id-keyed recorded rates.
+    key_alias = f"count by (hashed_api_key, api_key_alias) (litellm_remaining_api_key_budget_metric{{{key_sel}}})"
+    team_alias = f"count by (team, team_alias) (litellm_remaining_team_budget_metric{{{TEAM}}})"
+
+    def per_minute(observed, by, aliases):
+        return f"{observed} * 60 * on ({by}) group_left ({'api_key_alias' if by == 'hashed_api_key' else 'team_alias'}) {aliases}"
 
     def headroom(observed, allowance, by):
         # 1 - observed per minute / allowance; idle keys (no request series yet) count as 0 used.
+        alias = "api_key_alias" if by == "hashed_api_key" else "team_alias"
         return (f"1 - ({observed} * 60 or on ({by}) 0 * max by ({by}) ({allowance}))"
-                f" / on ({by}) group_right max by ({by}, {by_alias(by)}) ({allowance})")
-
-    def by_alias(by):
-        return "api_key_alias" if by == "hashed_api_key" else "team_alias"
+                f" / on ({by}) group_right max by ({by}, {alias}) ({allowance})")
 
     rpm, tpm = allowed % "requests", allowed % "tokens"
     t_rpm, t_tpm = team_allowed % "requests", team_allowed % "tokens"
     obs_k_req, obs_k_tok = "hashed_api_key:litellm_proxy_total_requests_metric:rate5m", "hashed_api_key:litellm_total_tokens_metric:rate5m"
     obs_t_req, obs_t_tok = "team:litellm_proxy_total_requests_metric:rate5m", "team:litellm_total_tokens_metric:rate5m"
+    budget_units = {"Budget left": "currencyUSD", "Max budget": "currencyUSD", "Hours to reset": "h"}
     return dashboard(
         "litellm-exporter-keys-users", "LiteLLM / Keys and users",
         "Spend, budgets and rate-limit headroom per virtual key and per user.",
@@ -249,33 +257,39 @@ def keys_users():
                 ("Budget left", f"min by (hashed_api_key, api_key_alias) (litellm_remaining_api_key_budget_metric{{{key_sel}}})"),
                 ("Max budget", f"max by (hashed_api_key, api_key_alias) (litellm_api_key_max_budget_metric{{{key_sel}}})"),
                 ("Hours to reset", f"max by (hashed_api_key, api_key_alias) (litellm_api_key_budget_remaining_hours_metric{{{key_sel}}})"),
-            ], ["api_key_alias", "hashed_api_key"], w=12, units={"Budget left": "currencyUSD", "Max budget": "currencyUSD", "Hours to reset": "h"},
-                desc="Budget gauges carry no team label: filtered by key alias only."),
+            ], ["api_key_alias", "hashed_api_key"], w=12, units=budget_units,
+                desc="Budget gauges carry no team label: filtered by key alias only. +Inf left: no max_budget."),
             table("User budgets", [
                 ("Budget left", 'min by (user) (litellm_remaining_user_budget_metric{user=~"$user"})'),
                 ("Max budget", 'max by (user) (litellm_user_max_budget_metric{user=~"$user"})'),
                 ("Hours to reset", 'max by (user) (litellm_user_budget_remaining_hours_metric{user=~"$user"})'),
-            ], ["user"], w=12, units={"Budget left": "currencyUSD", "Max budget": "currencyUSD", "Hours to reset": "h"}),
-            row("Rate-limit headroom (rpm_limit / tpm_limit against what was observed over 5 minutes)"),
+            ], ["user"], w=12, units=budget_units),
+            row("Rate-limit headroom: rpm_limit / tpm_limit against what was logged over 5 minutes"),
             table("Keys: requests per minute", [
+                ("Observed rpm", per_minute(obs_k_req, "hashed_api_key", key_alias)),
                 ("Allowed rpm", f"max by (hashed_api_key, api_key_alias) ({rpm})"),
-                ("Observed rpm", f"{obs_k_req} * 60 and on (hashed_api_key) {rpm}"),
                 ("Headroom", headroom(obs_k_req, rpm, "hashed_api_key")),
             ], ["api_key_alias", "hashed_api_key"], w=12, units={"Headroom": "percentunit"},
-                desc="Observed counts logged requests; LiteLLM's live counters (litellm_api_key_rate_limit_used_metric) are not in the database."),
+                desc="Observed counts logged requests; LiteLLM's live counters (litellm_api_key_rate_limit_used_metric) are not in the database. Empty allowance: no rpm_limit."),
             table("Keys: tokens per minute", [
+                ("Observed tpm", per_minute(obs_k_tok, "hashed_api_key", key_alias)),
                 ("Allowed tpm", f"max by (hashed_api_key, api_key_alias) ({tpm})"),
-                ("Observed tpm", f"{obs_k_tok} * 60 and on (hashed_api_key) {tpm}"),
                 ("Headroom", headroom(obs_k_tok, tpm, "hashed_api_key")),
             ], ["api_key_alias", "hashed_api_key"], w=12, units={"Headroom": "percentunit"}),
             table("Teams: requests and tokens per minute", [
+                ("Observed rpm", per_minute(obs_t_req, "team", team_alias)),
                 ("Allowed rpm", f"max by (team, team_alias) ({t_rpm})"),
                 ("Rpm headroom", headroom(obs_t_req, t_rpm, "team")),
+                ("Observed tpm", per_minute(obs_t_tok, "team", team_alias)),
                 ("Allowed tpm", f"max by (team, team_alias) ({t_tpm})"),
                 ("Tpm headroom", headroom(obs_t_tok, t_tpm, "team")),
             ], ["team_alias", "team"], units={"Rpm headroom": "percentunit", "Tpm headroom": "percentunit"}),
-            timeseries("Least headroom: keys (requests)", [(f"bottomk(10, {headroom(obs_k_req, rpm, 'hashed_api_key')})", "{{api_key_alias}}")], "percentunit"),
-            timeseries("Least headroom: keys (tokens)", [(f"bottomk(10, {headroom(obs_k_tok, tpm, 'hashed_api_key')})", "{{api_key_alias}}")], "percentunit"),
+            timeseries("Requests per minute against rpm_limit (top 10 keys)", [
+                (f"topk(10, {per_minute(obs_k_req, 'hashed_api_key', key_alias)})", "{{api_key_alias}} logged"),
+                (f"max by (api_key_alias) ({rpm}) and on (api_key_alias) topk(10, {per_minute(obs_k_req, 'hashed_api_key', key_alias)})", "{{api_key_alias}} limit")]),
+            timeseries("Tokens per minute against tpm_limit (top 10 keys)", [
+                (f"topk(10, {per_minute(obs_k_tok, 'hashed_api_key', key_alias)})", "{{api_key_alias}} logged"),
+                (f"max by (api_key_alias) ({tpm}) and on (api_key_alias) topk(10, {per_minute(obs_k_tok, 'hashed_api_key', key_alias)})", "{{api_key_alias}} limit")]),
         ],
         [variable("team", "Team", "label_values(litellm_spend_metric_total, team_alias)"),
          variable("key", "Key alias", f"label_values(litellm_spend_metric_total{{{TEAM}}}, api_key_alias)"),
@@ -292,7 +306,7 @@ def team_drilldown():
         [
             stat("Spend in range", f"sum(increase(litellm_spend_metric_total{{{TM}}}[$__range]))", "currencyUSD"),
             stat("Budget left", f"min(litellm_remaining_team_budget_metric{{{T}}})", "currencyUSD", desc="+Inf: no max_budget."),
-            stat("Hours to budget reset", f"max(litellm_team_budget_remaining_hours_metric{{{T}}})", "h"),
+            stat("Hours to budget reset", f"max(litellm_team_budget_remaining_hours_metric{{{T}}})", "h", no_value="no reset date"),
             stat("Active users (range)", f"count(sum by (user) (increase(litellm_requests_metric_total{{{TM}}}[$__range])) > 0)"),
             stat("Successful requests in range", f"sum(increase(litellm_requests_metric_total{{{TM}}}[$__range]))"),
             stat("$ per 1k tokens", f"sum(increase(litellm_spend_metric_total{{{TM}}}[$__range])) / sum(increase(litellm_total_tokens_metric_total{{{TM}}}[$__range])) * 1000", "currencyUSD"),
@@ -322,7 +336,8 @@ def team_drilldown():
             timeseries("p95 latency by model", [(f"histogram_quantile(0.95, sum by (model, le) (rate(litellm_request_total_latency_metric_bucket{{{TM}}}[{RATE}])))", "{{model}}")], "s"),
             timeseries("Failures / s by exception class", [(f"sum by (exception_class) (rate(litellm_proxy_failed_requests_metric_total{{{T}}}[{RATE}]))", "{{exception_class}}")], "reqps"),
         ],
-        [variable("team", "Team", "label_values(litellm_spend_metric_total, team_alias)", multi=False),
+        # Teams as LiteLLM_TeamTable has them (current aliases), not "None" for requests without one.
+        [variable("team", "Team", "label_values(litellm_remaining_team_budget_metric, team_alias)", multi=False),
          variable("model", "Model", f"label_values(litellm_spend_metric_total{{{T}}}, model)")])
 
 

@@ -24,6 +24,7 @@ OFFICIAL = ROOT.parent / "shared/reference/litellm-dashboards"
 # Rows the generator does not write (audio tokens, images, video): three copies of recent
 # successful rows carrying them, so that the official panels over those families are checked too.
 MEDIA_ROWS_SQL = """
+WITH added AS (
 INSERT INTO "LiteLLM_SpendLogs"
 SELECT (jsonb_populate_record(s, jsonb_build_object(
   'request_id', 'deploy-test-media-' || s.request_id,
@@ -36,7 +37,9 @@ SELECT (jsonb_populate_record(s, jsonb_build_object(
 ))).*
 FROM "LiteLLM_SpendLogs" s
 WHERE s.request_id IN (SELECT request_id FROM "LiteLLM_SpendLogs" WHERE status = 'success'
-                       ORDER BY "startTime" DESC LIMIT 3);
+                       ORDER BY "startTime" DESC LIMIT 3)
+RETURNING 1)
+SELECT count(*) FROM added;
 """
 
 
@@ -101,10 +104,12 @@ class Processes:
 class Prometheus:
     def __init__(self, base):
         self.base = base
+        self.at = None  # evaluation time of every query, once pinned
 
     def query(self, expr):
         """(error or None, result list)."""
-        status, body = http(self.base + "/api/v1/query", urllib.parse.urlencode({"query": expr}).encode(), timeout=30)
+        params = {"query": expr} if self.at is None else {"query": expr, "time": self.at}
+        status, body = http(self.base + "/api/v1/query", urllib.parse.urlencode(params).encode(), timeout=30)
         try:
             doc = json.loads(body)
         except ValueError:
@@ -137,8 +142,8 @@ def run_all(c, work, bin_path, db_url, psql, seed_log):
 def _run(c, work, procs, bin_path, db_url, psql, seed_log):
     wait_for("the generated history", lambda: "Seeded spend logs" in Path(seed_log).read_text(errors="replace"), 300)
     c.check("seeded throwaway database (litellm-exporter seed, live traffic running)", True)
-    p = subprocess.run(psql + ["-v", "ON_ERROR_STOP=1", "-c", MEDIA_ROWS_SQL], capture_output=True, text=True, timeout=60)
-    c.check("added rows with audio, image and video usage", p.returncode == 0 and "INSERT 0 3" in p.stdout, p.stderr or p.stdout)
+    p = subprocess.run(psql + ["-v", "ON_ERROR_STOP=1", "-At", "-c", MEDIA_ROWS_SQL], capture_output=True, text=True, timeout=60)
+    c.check("added 3 rows with audio, image and video usage", p.returncode == 0 and p.stdout.strip() == "3", p.stderr + p.stdout)
 
     # The exporter, polling every second, with customer budgets on (LiteLLM's opt-in setting).
     exp_port = free_port()
@@ -150,8 +155,7 @@ def _run(c, work, procs, bin_path, db_url, psql, seed_log):
     wait_for("the exporter's /-/ready", lambda: http(exporter + "/-/ready", timeout=2)[0] == 200, 180)
     c.check("exporter: /-/healthy and /-/ready answer 200", http(exporter + "/-/healthy")[0] == 200)
     _, text = http(exporter + "/metrics", timeout=30)
-    served = {re.sub(r"_total$", "", m) for m in re.findall(r"(?m)^# TYPE (litellm_\w+) ", text)}
-    c.check(f"exporter serves {len(served)} families, database up", "litellm_exporter_database_up 1" in text, text[:300])
+    c.check("exporter: litellm_exporter_database_up 1", "litellm_exporter_database_up 1" in text, text[:300])
 
     # Alertmanager first, so that Prometheus can be pointed at it.
     am = start_alertmanager(c, work, procs)
@@ -193,12 +197,20 @@ def _run(c, work, procs, bin_path, db_url, psql, seed_log):
     except TimeoutError as e:
         c.check("Prometheus scraped the exporter and evaluated the recording rules", False,
                 f"{e}; targets: {prom.get('/api/v1/targets')}")
-    target = [t for t in prom.get("/api/v1/targets")["data"]["activeTargets"] if t["labels"]["job"] == "litellm-exporter"]
-    c.check("Prometheus scrapes the exporter every second without errors",
-            target and target[0]["health"] == "up" and not target[0]["lastError"], target)
-    tiers = {r["metric"].get("retention_tier") for r in prom.query('count by (retention_tier) ({job="litellm-exporter"})')[1]}
+    # Every query from here on is evaluated at the time of the latest successful scrape: a scrape
+    # that times out (1 s, on a busy 2-core machine) marks every series stale, and instant
+    # queries just after it would come back empty through no fault of the queries.
+    _, ok_scrape = prom.query('max(timestamp(up{job="litellm-exporter"} == 1))')
+    prom.at = ok_scrape[0]["value"][1] if ok_scrape else None
+    _, n = prom.query('count_over_time(up{job="litellm-exporter"}[5m])')
+    _, ok = prom.query('avg_over_time(up{job="litellm-exporter"}[5m])')
+    n, ok = (float(n[0]["value"][1]), float(ok[0]["value"][1])) if n and ok else (0, 0)
+    c.check(f"Prometheus scrapes the exporter every second ({n:.0f} scrapes, {ok:.0%} successful)", n >= 8 and ok >= 0.8,
+            prom.get("/api/v1/targets"))
+    tiers = {r["metric"].get("retention_tier") for r in prom.query('count by (retention_tier) ({job="litellm-exporter", __name__=~"litellm_.+"})')[1]}
     c.check("metric_relabel_configs tag every series with a retention tier (long, short)", tiers == {"long", "short"}, tiers)
-    bad = [f'{r["name"]}: {r.get("lastError")}' for r in rules if r.get("health") != "ok"]
+    rules = [r for g in prom.get("/api/v1/rules")["data"]["groups"] for r in g["rules"]]
+    bad = [f'{r["name"]}: {r.get("health")} {r.get("lastError")}' for r in rules if r.get("health") != "ok"]
     c.check(f"Prometheus loaded {len(records)} recording and {len(alerts)} alerting rules, all healthy",
             len(records) >= 10 and len(alerts) >= 10 and not bad, bad)
 
@@ -208,15 +220,27 @@ def _run(c, work, procs, bin_path, db_url, psql, seed_log):
     for r in alerts:
         must, must_not = promql.alert_operands(r["query"])
         err, _ = prom.query(r["query"])
-        empty = [e for e in must if not prom.query(e)[1]]
+        empty = [(e, prom.query(e)[0]) for e in must if not prom.query(e)[1]]
         present = [e for e in must_not if prom.query(e)[1]]
         c.check(f"alert {r['name']}: evaluates, and what it compares has data", not err and not empty and not present,
                 err or f"empty: {empty} unexpectedly present: {present}")
 
     for f in sorted((DEPLOY / "grafana/dashboards").glob("*.json")):
         check_dashboard(c, prom, f)
-    check_official(c, prom, served)
+    check_official(c, prom, served_families(prom))
     check_alertmanager(c, am)
+
+
+def served_families(prom):
+    """Families the exporter serves, as Prometheus stored them (counters without _total,
+    histograms without _bucket/_sum/_count)."""
+    _, res = prom.query('count by (__name__) ({job="litellm-exporter", __name__=~"litellm_.+"})')
+    names = {r["metric"]["__name__"] for r in res}
+    out = set()
+    for n in names:
+        stem = re.sub(r"_(bucket|sum|count)$", "", n)
+        out.add(stem if stem != n and stem + "_bucket" in names else re.sub(r"_total$", "", n))
+    return out
 
 
 # ---- our dashboards ------------------------------------------------------------------------------
@@ -258,17 +282,18 @@ def check_dashboard(c, prom, path):
     variables = dash.get("templating", {}).get("list", [])
     name = path.name
 
-    # 1. Every multi-value variable at "All" (Grafana's default): every query of every panel
-    #    must return data. A single-value variable takes its first value.
+    # 1. Every variable at "All" (Grafana's default): every query of every panel must return
+    #    data. (A dashboard with a single-value variable has no such view; a value is picked below.)
     values = {}
     for v in variables:
         options = label_values(prom, v["query"], values)
         c.check(f"{name}: variable ${v['name']} lists values ({len(options)})", options, v["query"])
         values[v["name"]] = (promql.ALL, v["allValue"]) if v.get("includeAll") else (options[0] if options else "", "")
-    for p in panels:
-        errors, with_data, total = panel_results(prom, p, values)
-        c.check(f"{name}: {p['title']!r}: all {total} queries return data ({describe(values)})",
-                not errors and with_data == total, errors or f"{total - with_data} empty")
+    if all(v.get("includeAll") for v in variables):
+        for p in panels:
+            errors, with_data, total = panel_results(prom, p, values)
+            c.check(f"{name}: {p['title']!r}: all {total} queries return data ({describe(values)})",
+                    not errors and with_data == total, errors or f"{total - with_data} empty")
 
     # 2. Concrete values, chosen one variable after the other the way a user would look at the
     #    dashboard: among the first values (by spend), the one with the most panels showing data.
@@ -283,7 +308,7 @@ def check_dashboard(c, prom, path):
         best, best_score = None, -1
         for o in options:
             trial = {**values, **picked, v["name"]: (o, "")}
-            score = sum(panel_results(prom, p, trial)[1] > 0 for p in panels if v["name"] in str(p["targets"]))
+            score = sum(panel_results(prom, p, trial)[1] > 0 for p in panels if "$" + v["name"] in str(p["targets"]))
             if score > best_score:
                 best, best_score = o, score
         picked[v["name"]] = (best, "")
@@ -320,7 +345,7 @@ def check_official(c, prom, served):
         if (fname, expr) in seen:
             continue
         seen.add((fname, expr))
-        fams = promql.families(expr)
+        fams = promql.families(expr, served)
         missing = fams - served
         err, res = prom.query(promql.substitute(expr, variables))
         label = f"official {fname} {title!r}: {expr[:90]}"

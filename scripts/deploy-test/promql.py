@@ -51,11 +51,21 @@ def variable_names(expr):
     return {m.group(1) or m.group(2) or m.group(3) for m in _VAR.finditer(expr)} - set(BUILTINS)
 
 
-def families(expr):
-    """LiteLLM metric families an expression reads (suffixes _total/_bucket/_sum/_count removed)."""
+def families(expr, served=frozenset()):
+    """LiteLLM metric families an expression reads: "_total" dropped, and "_bucket", "_sum",
+    "_count" too where they are a histogram's series (a served gauge such as litellm_teams_count
+    keeps its name). Label names in by(...), on(...) and the like are not metrics."""
+    expr = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", expr)
     out = set()
     for name in re.findall(r"(?<![\w:])(litellm_[A-Za-z0-9_]+)(?![\w:])", expr):
-        out.add(re.sub(r"_(total|bucket|sum|count|created)$", "", name))
+        name = re.sub(r"_total$", "", name)
+        stem = re.sub(r"_(bucket|sum|count)$", "", name)
+        if name in served:
+            out.add(name)
+        elif stem != name and (stem in served or name.endswith("_bucket")):
+            out.add(stem)
+        else:
+            out.add(name)
     return out
 
 

@@ -249,3 +249,70 @@ async fn series_cap_folds_into_other_without_decreasing() {
             .collect();
     assert_eq!(spend, want);
 }
+
+#[tokio::test]
+async fn identity_labels_buckets_and_sources() {
+    let db = fresh_db(Schema::New);
+    let c = db.client().await;
+    insert_row(&c, "e1", 5.0, "team-a", 1.0, 10, false).await;
+    c.batch_execute(
+        "UPDATE \"LiteLLM_SpendLogs\" SET end_user = 'cust-1', requester_ip_address = '10.1.2.3',
+            metadata = metadata || '{\"user_api_key_user_email\": \"a@example.com\"}';
+         INSERT INTO \"LiteLLM_UserTable\" (user_id, user_email, user_alias, max_budget, spend)
+            VALUES ('u1', 'u1@example.com', 'Ursula', 5, 1);
+         INSERT INTO \"LiteLLM_TeamTable\" (team_id, max_budget, spend) VALUES ('team-a', 10, 1);",
+    )
+    .await
+    .expect("shape");
+    let dir = tempfile::tempdir().expect("tmp");
+    let file = dir.path().join("c.yaml");
+    std::fs::write(
+        &file,
+        "litellm_settings:\n  enable_end_user_cost_tracking_prometheus_only: true\n  prometheus_user_budget_label_include_email_alias: true\n  prometheus_latency_buckets: [0.5, 2, 60]\nexporter:\n  labels: {user_email: true, client_ip: true}\n  sources: {teams: false}\n",
+    )
+    .expect("write");
+    let mut args = FAST.to_vec();
+    args.extend(["--config.file", file.to_str().expect("utf8")]);
+    let e = Exporter::start(&db.url, &args);
+    e.wait_ready(Duration::from_secs(30)).await;
+    let s = e.scrape().await;
+    let spend: Vec<_> = s.named("litellm_spend_metric_total").collect();
+    assert_eq!(spend.len(), 1);
+    assert_eq!(spend[0].labels["end_user"], "cust-1");
+    assert_eq!(spend[0].labels["user_email"], "a@example.com");
+    assert_eq!(spend[0].labels["client_ip"], "10.1.2.3");
+    let les: Vec<&str> = s
+        .named("litellm_request_total_latency_metric_bucket")
+        .map(|x| x.labels["le"].as_str())
+        .collect();
+    assert_eq!(les, vec!["0.5", "2.0", "60.0", "+Inf"]);
+    let user = s
+        .named("litellm_remaining_user_budget_metric")
+        .find(|x| x.labels["user"] == "u1");
+    let user = user.expect("user budget");
+    assert_eq!(
+        (
+            user.labels["user_email"].as_str(),
+            user.labels["user_alias"].as_str()
+        ),
+        ("u1@example.com", "Ursula")
+    );
+    assert!(
+        s.named("litellm_remaining_team_budget_metric")
+            .next()
+            .is_none(),
+        "teams are off"
+    );
+
+    // The ledger can be switched off too: only entity gauges remain.
+    std::fs::write(&file, "exporter:\n  sources: {ledger: false}\n").expect("write");
+    drop(e);
+    let e = Exporter::start(&db.url, &args);
+    e.wait_ready(Duration::from_secs(30)).await;
+    let s = e.scrape().await;
+    assert!(s.named("litellm_spend_metric_total").next().is_none());
+    assert!(s
+        .named("litellm_remaining_team_budget_metric")
+        .next()
+        .is_some());
+}
