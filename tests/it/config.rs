@@ -316,3 +316,37 @@ async fn identity_labels_buckets_and_sources() {
         .next()
         .is_some());
 }
+
+#[test]
+fn the_shipped_example_config_is_valid() {
+    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/config.example.yaml");
+    let out = Command::new(BIN)
+        .args(["check-config", file])
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("metadata_project") && text.contains("tag_prod"),
+        "{text}"
+    );
+    let bad = tempfile::tempdir().expect("tmp");
+    let f = bad.path().join("m.yaml");
+    std::fs::write(&f, "litellm_settings:\n  custom_prometheus_metadata_labels: [project]\n  prometheus_metrics_max_series_per_metric: 0\n").expect("write");
+    let out = Command::new(BIN)
+        .arg("check-config")
+        .arg(&f)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("m.yaml:2:") && err.contains("must look like metadata.<key>"),
+        "{err}"
+    );
+    assert!(err.contains("must be at least 1"), "{err}");
+}
