@@ -126,7 +126,7 @@ impl FileConfig {
         if text.trim().is_empty() {
             return Ok((FileConfig::default(), text));
         }
-        let file = serde_yaml::from_str(&text).map_err(|e| err(e.to_string()))?;
+        let file = serde_yaml::from_str(&text).map_err(|e| err(suggest(&e.to_string())))?;
         Ok((file, text))
     }
 
@@ -177,6 +177,22 @@ impl FileConfig {
             path,
             text,
         )
+    }
+}
+
+/// serde reports an unknown key as "unknown field `x`, expected one of `a`, `b` at line L column
+/// C"; this adds the closest valid key, so that a typo reads as one actionable line.
+fn suggest(msg: &str) -> String {
+    let Some(rest) = msg.split("unknown field `").nth(1) else {
+        return msg.to_string();
+    };
+    let Some((field, tail)) = rest.split_once('`') else {
+        return msg.to_string();
+    };
+    let expected: Vec<&str> = tail.split('`').skip(1).step_by(2).collect();
+    match crate::selection::closest(field, expected.iter().copied()) {
+        Some(c) => format!("{msg} (did you mean {c}?)"),
+        None => msg.to_string(),
     }
 }
 
@@ -479,6 +495,56 @@ mod tests {
         assert!(check_buckets(&[1.0, 0.1]).is_err());
         assert!(check_buckets(&[f64::NAN]).is_err());
         assert!(check_buckets(&[]).is_err());
+    }
+
+    #[test]
+    fn unknown_keys_get_a_suggestion() {
+        let e = serde_yaml::from_str::<FileConfig>("exporter:\n  pol_interval: 1s\n")
+            .expect_err("unknown key");
+        let msg = suggest(&e.to_string());
+        assert!(
+            msg.contains("line 2") && msg.ends_with("(did you mean poll_interval?)"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn file_settings_apply_and_flags_win() {
+        let dir = std::env::temp_dir().join(format!("lx-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let f = dir.join("c.yaml");
+        std::fs::write(
+            &f,
+            "exporter:\n  poll_interval: 3s\n  lateness: 2h\n  recent_window: 5m\n  full_window_every: 7\n  statement_timeout: 9s\n  pool_size: 3\n  listen_address: ':9999'\n  telemetry_path: /m\n  state_file: /tmp/s.json\n",
+        )
+        .expect("write");
+        let args = crate::cli::RunArgs {
+            db_url: Some("postgres://u@h/d".into()),
+            db_url_file: None,
+            listen_address: None,
+            telemetry_path: None,
+            poll_interval: Some("1s".into()),
+            config_file: Some(f),
+            log_level: None,
+            log_format: None,
+            state_file: None,
+            lateness: None,
+            recent_window: None,
+            full_window_every: None,
+            statement_timeout: None,
+            pool_size: None,
+        };
+        let c = Config::build(&args).expect("valid");
+        assert_eq!(c.poll_interval, Duration::from_secs(1), "the flag wins");
+        assert_eq!(c.tail.lateness, Duration::from_secs(7200));
+        assert_eq!(c.tail.recent, Duration::from_secs(300));
+        assert_eq!(c.tail.late_every, 7);
+        assert_eq!(c.pool.statement_timeout, Duration::from_secs(9));
+        assert_eq!(c.pool.size, 3);
+        assert_eq!(c.listen.port(), 9999);
+        assert_eq!(c.telemetry_path, "/m");
+        assert_eq!(c.state_file.as_deref(), Some(Path::new("/tmp/s.json")));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
