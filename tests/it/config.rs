@@ -102,7 +102,9 @@ fn check_config_reports_positions_and_suggestions() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("poll_intervall") && err.contains("line 2"),
+        err.contains("poll_intervall")
+            && err.contains("line 2")
+            && err.contains("did you mean poll_interval?"),
         "{err}"
     );
 
