@@ -34,7 +34,7 @@ pub enum Command {
     },
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Default, Args)]
 pub struct RunArgs {
     /// LiteLLM's PostgreSQL URL (Prisma-style parameters such as ?schema= are understood).
     #[arg(

@@ -520,19 +520,9 @@ mod tests {
         .expect("write");
         let args = crate::cli::RunArgs {
             db_url: Some("postgres://u@h/d".into()),
-            db_url_file: None,
-            listen_address: None,
-            telemetry_path: None,
             poll_interval: Some("1s".into()),
             config_file: Some(f),
-            log_level: None,
-            log_format: None,
-            state_file: None,
-            lateness: None,
-            recent_window: None,
-            full_window_every: None,
-            statement_timeout: None,
-            pool_size: None,
+            ..Default::default()
         };
         let c = Config::build(&args).expect("valid");
         assert_eq!(c.poll_interval, Duration::from_secs(1), "the flag wins");

@@ -80,19 +80,8 @@ async fn run_seed(url: &str, a: &SeedArgs) -> anyhow::Result<()> {
 fn check_config(file: &std::path::Path) -> ExitCode {
     let args = litellm_exporter::cli::RunArgs {
         db_url: Some("postgres://check-config@localhost/check".into()),
-        db_url_file: None,
-        listen_address: None,
-        telemetry_path: None,
-        poll_interval: None,
         config_file: Some(file.to_path_buf()),
-        log_level: None,
-        log_format: None,
-        state_file: None,
-        lateness: None,
-        recent_window: None,
-        full_window_every: None,
-        statement_timeout: None,
-        pool_size: None,
+        ..Default::default()
     };
     match Config::build(&args) {
         Ok(cfg) => {

@@ -9,6 +9,16 @@ use super::exporter::{Exporter, BIN, FAST};
 use super::support::{fresh_db, Schema};
 use super::truth::insert_row;
 
+/// Starts the exporter on `db` with `yaml` as its --config.file (plus fast polling).
+fn start_with(db_url: &str, yaml: &str) -> (Exporter, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("tmp");
+    let file = dir.path().join("c.yaml");
+    std::fs::write(&file, yaml).expect("write config");
+    let mut args = FAST.to_vec();
+    args.extend(["--config.file", file.to_str().expect("utf8")]);
+    (Exporter::start(db_url, &args), dir)
+}
+
 #[tokio::test]
 async fn metrics_config_selects_families_and_labels() {
     let db = fresh_db(Schema::New);
@@ -23,16 +33,10 @@ async fn metrics_config_selects_families_and_labels() {
     )
     .await
     .expect("teams");
-    let dir = tempfile::tempdir().expect("tmp");
-    let file = dir.path().join("c.yaml");
-    std::fs::write(
-        &file,
+    let (e, _dir) = start_with(
+        &db.url,
         "litellm_settings:\n  prometheus_metrics_config:\n    - group: money\n      metrics: [litellm_spend_metric, litellm_proxy_total_requests_metric, litellm_remaining_team_budget_metric]\n      include_labels: [team, team_alias, model]\n  prometheus_exclude_metrics: [litellm_proxy_total_requests_metric]\n  prometheus_exclude_labels: [team_alias]\n",
-    )
-    .expect("write");
-    let mut args = FAST.to_vec();
-    args.extend(["--config.file", file.to_str().expect("utf8")]);
-    let e = Exporter::start(&db.url, &args);
+    );
     e.wait_ready(Duration::from_secs(30)).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let s = e.scrape().await;
@@ -158,16 +162,10 @@ async fn custom_metadata_labels_tags_and_stream() {
     )
     .await
     .expect("shape rows");
-    let dir = tempfile::tempdir().expect("tmp");
-    let file = dir.path().join("c.yaml");
-    std::fs::write(
-        &file,
+    let (e, _dir) = start_with(
+        &db.url,
         "litellm_settings:\n  custom_prometheus_metadata_labels: [metadata.project]\n  custom_prometheus_tags: [prod, 'team-*', '100%_sure']\n  prometheus_emit_stream_label: true\n",
-    )
-    .expect("write");
-    let mut args = FAST.to_vec();
-    args.extend(["--config.file", file.to_str().expect("utf8")]);
-    let e = Exporter::start(&db.url, &args);
+    );
     e.wait_ready(Duration::from_secs(30)).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let s = e.scrape().await;
@@ -208,16 +206,10 @@ async fn series_cap_folds_into_other_without_decreasing() {
     )
     .await
     .expect("teams");
-    let dir = tempfile::tempdir().expect("tmp");
-    let file = dir.path().join("c.yaml");
-    std::fs::write(
-        &file,
+    let (e, _dir) = start_with(
+        &db.url,
         "litellm_settings:\n  prometheus_metrics_config:\n    - group: g\n      metrics: [litellm_spend_metric, litellm_remaining_team_budget_metric]\n      include_labels: [team]\n  prometheus_metrics_max_series_per_metric: 2\n",
-    )
-    .expect("write");
-    let mut args = FAST.to_vec();
-    args.extend(["--config.file", file.to_str().expect("utf8")]);
-    let e = Exporter::start(&db.url, &args);
+    );
     e.wait_ready(Duration::from_secs(30)).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let s = e.scrape().await;
@@ -266,16 +258,10 @@ async fn identity_labels_buckets_and_sources() {
     )
     .await
     .expect("shape");
-    let dir = tempfile::tempdir().expect("tmp");
-    let file = dir.path().join("c.yaml");
-    std::fs::write(
-        &file,
+    let (e, _dir) = start_with(
+        &db.url,
         "litellm_settings:\n  enable_end_user_cost_tracking_prometheus_only: true\n  prometheus_user_budget_label_include_email_alias: true\n  prometheus_latency_buckets: [0.5, 2, 60]\nexporter:\n  labels: {user_email: true, client_ip: true}\n  sources: {teams: false}\n",
-    )
-    .expect("write");
-    let mut args = FAST.to_vec();
-    args.extend(["--config.file", file.to_str().expect("utf8")]);
-    let e = Exporter::start(&db.url, &args);
+    );
     e.wait_ready(Duration::from_secs(30)).await;
     let s = e.scrape().await;
     let spend: Vec<_> = s.named("litellm_spend_metric_total").collect();
@@ -307,9 +293,8 @@ async fn identity_labels_buckets_and_sources() {
     );
 
     // The ledger can be switched off too: only entity gauges remain.
-    std::fs::write(&file, "exporter:\n  sources: {ledger: false}\n").expect("write");
     drop(e);
-    let e = Exporter::start(&db.url, &args);
+    let (e, _dir) = start_with(&db.url, "exporter:\n  sources: {ledger: false}\n");
     e.wait_ready(Duration::from_secs(30)).await;
     let s = e.scrape().await;
     assert!(s.named("litellm_spend_metric_total").next().is_none());
