@@ -68,7 +68,7 @@ pub struct ClassEntry {
     pub acc: ClassAcc,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Ledger {
     classes: Vec<ClassEntry>,
     #[serde(skip)]
@@ -76,22 +76,6 @@ pub struct Ledger {
     memo: HashMap<String, HashMap<i64, Memo>>,
     memo_len: usize,
     pub stats: Stats,
-    /// Bumped on every change, so the renderer knows when its cached text is stale.
-    #[serde(skip)]
-    pub version: u64,
-}
-
-impl Default for Ledger {
-    fn default() -> Self {
-        Ledger {
-            classes: Vec::new(),
-            index: HashMap::new(),
-            memo: HashMap::new(),
-            memo_len: 0,
-            stats: Stats::default(),
-            version: 1,
-        }
-    }
 }
 
 impl Ledger {
@@ -103,7 +87,6 @@ impl Ledger {
             .enumerate()
             .map(|(i, c)| (c.key.clone(), i as u32))
             .collect();
-        self.version += 1;
     }
 
     pub fn classes(&self) -> &[ClassEntry] {
@@ -146,7 +129,6 @@ impl Ledger {
         self.stats.rows_ingested += acc.rows;
         self.stats.bad_numbers += bad;
         self.note_start(max_start_ms);
-        self.version += 1;
     }
 
     /// Counts one row version. `remember` keeps it for later re-reads; rows older than the
@@ -187,7 +169,6 @@ impl Ledger {
                 self.stats.corrections_ignored += 1;
             }
             if grew {
-                self.version += 1;
                 return Applied::Grown;
             }
             return Applied::Unchanged;
@@ -225,7 +206,6 @@ impl Ledger {
                 self.memo_len += 1;
             }
         }
-        self.version += 1;
         Applied::New
     }
 
