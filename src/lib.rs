@@ -41,12 +41,39 @@ pub const LONG_VERSION: &str = concat!(
     ")"
 );
 
+/// A counter bumped on every reload request (SIGHUP): each part that re-reads a file on reload
+/// watches it. `sighup_reload` makes one; the sender lives as long as the process, so
+/// `changed()` never fails.
+pub type Reload = tokio::sync::watch::Receiver<u64>;
+
+/// A reload channel whose sender is bumped on every SIGHUP received by the process.
+pub fn sighup_reload() -> Reload {
+    let (tx, rx) = tokio::sync::watch::channel(0u64);
+    tokio::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            tracing::warn!("Cannot listen for SIGHUP; files are only read at start.");
+            // Keep the sender alive so that watchers wait instead of seeing a closed channel.
+            std::future::pending::<()>().await;
+            drop(tx);
+            return;
+        };
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP: re-reading the database URL file and the web configuration.");
+            tx.send_modify(|n| *n += 1);
+        }
+    });
+    rx
+}
+
 /// Runs the exporter until `shutdown` resolves: binds the listener first (so that a bad address
 /// fails at once), then starts the refresh loop and serves. In-flight scrapes finish before it
 /// returns. Ok(false) means the refresh loop died (a bug) and the process should exit non-zero.
+/// `reload` ticks when the operator asks for files to be re-read (SIGHUP).
 pub async fn run(
     cfg: config::Config,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    reload: Reload,
 ) -> Result<bool, warp::Error> {
     let shared = Arc::new(refresh::Shared::default());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -64,7 +91,7 @@ pub async fn run(
     )?;
     tracing::info!(address = %addr, path = %cfg.telemetry_path, "Serving metrics.");
     let refresher = refresh::Refresher::new(cfg, shared);
-    let mut loop_task = tokio::spawn(refresher.run(stop_rx));
+    let mut loop_task = tokio::spawn(refresher.run(stop_rx, reload.clone()));
     let server_task = tokio::spawn(server);
     let crashed = tokio::select! {
         _ = shutdown => false,

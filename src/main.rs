@@ -150,7 +150,11 @@ fn main() -> ExitCode {
     if cfg.state_file.is_none() {
         tracing::warn!("No --state.file: after a restart, counters are rebuilt from the rows still in the database, so rows deleted by LiteLLM's retention job are no longer included.");
     }
-    match runtime.block_on(litellm_exporter::run(cfg, shutdown_signal())) {
+    let run = async {
+        let reload = litellm_exporter::sighup_reload();
+        litellm_exporter::run(cfg, shutdown_signal(), reload).await
+    };
+    match runtime.block_on(run) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
         Err(e) => {

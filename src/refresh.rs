@@ -157,7 +157,11 @@ impl Refresher {
     }
 
     /// Runs until `shutdown` turns true, then saves the state file once more.
-    pub async fn run(mut self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    pub async fn run(
+        mut self,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+        _reload: crate::Reload,
+    ) {
         let mut backoff = Duration::from_millis(500);
         info!(database = %self.cfg.target.display, poll_interval = ?self.cfg.poll_interval, "Starting refresh loop.");
         loop {
