@@ -11,6 +11,7 @@ mod data;
 mod entities;
 mod exporter;
 mod harness;
+mod locks;
 mod outage;
 mod role;
 mod truth;
