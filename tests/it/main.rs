@@ -13,4 +13,6 @@ mod exporter;
 mod harness;
 mod outage;
 mod role;
+mod secrets;
+mod tls;
 mod truth;
