@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::exporter::{Exporter, Scrape, FAST};
-use super::support::pg::{tls_cluster, TLS_HOST};
+use super::support::pg::{tls_cluster, CERT_ROLE, TLS_HOST};
 use super::support::{fresh_db, Schema, TestDb};
 use super::truth::{insert_row, settle};
 
@@ -221,6 +221,31 @@ async fn prisma_spelling_is_read_as_prisma_reads_it() {
     );
     e.wait_ready(Duration::from_secs(60)).await;
     settle(&e, &c, false).await;
+}
+
+#[tokio::test]
+async fn client_certificate_from_sslcert_and_sslkey() {
+    let (db, c) = tls_db().await;
+    let files = &tls_cluster().1;
+    let base = format!(
+        "postgres://{CERT_ROLE}@{TLS_HOST}:{}/{}?hostaddr=127.0.0.1&sslmode=verify-full&sslrootcert={}",
+        db.port,
+        db.name,
+        path(&files.ca)
+    );
+    let e = Exporter::start(
+        &format!(
+            "{base}&sslcert={}&sslkey={}",
+            path(&files.client_cert),
+            path(&files.client_key)
+        ),
+        FAST,
+    );
+    e.wait_ready(Duration::from_secs(60)).await;
+    settle(&e, &c, false).await;
+    // The same role without its certificate is refused by the server (pg_hba `cert`).
+    let e = Exporter::start(&base, FAST);
+    assert_fails(&e, "auth", "certificate").await;
 }
 
 #[test]

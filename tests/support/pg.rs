@@ -843,13 +843,21 @@ pub struct TlsFiles {
     pub ca: PathBuf,
     /// An unrelated CA (another name, another key) that signed nothing the server has.
     pub other_ca: PathBuf,
+    /// A client certificate for role [`CERT_ROLE`], signed by `ca`, and its key (PEM).
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
 }
+
+/// The role that logs in with a client certificate only (pg_hba `cert`); it exists in the
+/// cluster of [`tls_cluster`] and may read every table.
+pub const CERT_ROLE: &str = "cert_reader";
 
 static TLS_CLUSTER: OnceLock<(Cluster, TlsFiles)> = OnceLock::new();
 
 /// A cluster shared by the TLS tests of this process (do not stop it). pg_hba.conf has only
 /// `hostssl` lines: role `postgres` is trusted (the harness's psql negotiates TLS by itself),
-/// every other role needs its SCRAM password, and a plain connection is refused.
+/// [`CERT_ROLE`] needs a client certificate signed by the test CA, every other role needs its
+/// SCRAM password, and a plain connection is refused.
 pub fn tls_cluster() -> &'static (Cluster, TlsFiles) {
     TLS_CLUSTER.get_or_init(|| {
         let cluster = private_cluster();
@@ -885,18 +893,32 @@ impl Cluster {
         let server = p
             .signed_by(&server_key, &ca, &ca_key)
             .expect("server certificate");
+        // pg_hba `cert` maps the certificate's common name to the role.
+        let client_key = KeyPair::generate().expect("client key");
+        let mut p = CertificateParams::new(Vec::<String>::new()).expect("client params");
+        p.distinguished_name.push(DnType::CommonName, CERT_ROLE);
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let client = p
+            .signed_by(&client_key, &ca, &ca_key)
+            .expect("client certificate");
 
         let tls_dir = self.dir.join("tls");
         fs::create_dir_all(&tls_dir).expect("tls dir");
         let files = TlsFiles {
             ca: tls_dir.join("ca.pem"),
             other_ca: tls_dir.join("other-ca.pem"),
+            client_cert: tls_dir.join("client.pem"),
+            client_key: tls_dir.join("client.key"),
         };
         fs::write(&files.ca, ca.pem()).expect("write ca.pem");
+        fs::write(&files.client_cert, client.pem()).expect("write client.pem");
+        fs::write(&files.client_key, client_key.serialize_pem()).expect("write client.key");
         fs::write(&files.other_ca, other_ca.pem()).expect("write other-ca.pem");
         // PostgreSQL refuses a key readable by others; it reads both files as its own user.
         let crt = self.data.join("server.crt");
         let key = self.data.join("server.key");
+        let root = self.data.join("root.crt");
+        fs::write(&root, ca.pem()).expect("write root.crt");
         fs::write(&crt, server.pem()).expect("write server.crt");
         fs::write(&key, server_key.serialize_pem()).expect("write server.key");
         {
@@ -905,7 +927,11 @@ impl Cluster {
         }
         if self.as_postgres {
             assert!(
-                run_ok(Command::new("chown").arg("postgres:").arg(&crt).arg(&key)),
+                run_ok(
+                    Command::new("chown")
+                        .arg("postgres:")
+                        .args([&crt, &key, &root])
+                ),
                 "cannot chown the server certificate to postgres"
             );
         }
@@ -915,7 +941,8 @@ impl Cluster {
             .and_then(|mut f| {
                 f.write_all(
                     b"\n# TLS (tests/support/pg.rs, enable_tls)\nssl = on\n\
-                      ssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n",
+                      ssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n\
+                      ssl_ca_file = 'root.crt'\n",
                 )
             })
             .expect("append TLS settings");
@@ -924,9 +951,14 @@ impl Cluster {
             "# TLS only (tests/support/pg.rs, enable_tls)\n\
              local all all trust\n\
              hostssl all postgres 127.0.0.1/32 trust\n\
+             hostssl all cert_reader 127.0.0.1/32 cert\n\
              hostssl all all 127.0.0.1/32 scram-sha-256\n",
         )
         .expect("write pg_hba.conf");
+        self.psql_ok(
+            "postgres",
+            &format!("CREATE ROLE {CERT_ROLE} LOGIN; GRANT pg_read_all_data TO {CERT_ROLE}"),
+        );
         self.psql_ok("postgres", "SELECT pg_reload_conf()");
 
         // The reload is asynchronous: wait until it shows.
