@@ -235,6 +235,8 @@ pub enum LogFormat {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub target: Target,
+    /// The file the URL was read from (`--db-url-file` without `--db-url`): re-read on SIGHUP.
+    pub db_url_file: Option<PathBuf>,
     pub listen: SocketAddr,
     pub telemetry_path: String,
     pub poll_interval: Duration,
@@ -334,10 +336,14 @@ impl Config {
         let ex = &file.exporter;
         let ls = &file.litellm_settings;
 
+        let mut db_url_file = None;
         let url = match (&args.db_url, &args.db_url_file) {
             (Some(u), _) if !u.trim().is_empty() => u.clone(),
-            (_, Some(path)) => std::fs::read_to_string(path)
-                .map_err(|e| invalid(format!("--db-url-file {}: {e}", path.display())))?,
+            (_, Some(path)) => {
+                db_url_file = Some(path.clone());
+                std::fs::read_to_string(path)
+                    .map_err(|e| invalid(format!("--db-url-file {}: {e}", path.display())))?
+            }
             _ => {
                 return Err(invalid(
                     "no database URL: set --db-url, DATABASE_URL or --db-url-file",
@@ -430,6 +436,7 @@ impl Config {
             .unwrap_or(false);
         Ok(Config {
             target,
+            db_url_file,
             listen,
             telemetry_path,
             poll_interval,

@@ -1,17 +1,21 @@
 //! The database connection: parsing LiteLLM's `DATABASE_URL` (Prisma-style parameters included)
-//! without ever printing its password, a small pool whose sessions are read-only, bounded by
-//! `statement_timeout` and named `litellm-exporter`, and the read transaction every query runs in.
+//! without ever printing its password, TLS (`tls`: libpq's sslmode, Prisma's spelling), a small
+//! pool whose sessions are read-only, bounded by `statement_timeout` and named
+//! `litellm-exporter`, and the read transaction every query runs in.
+
+pub mod tls;
 
 use std::time::Duration;
 
 use deadpool_postgres::{Hook, HookError, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use tokio_postgres::NoTls;
+use sha2::{Digest, Sha256};
 
 pub const APPLICATION_NAME: &str = "litellm-exporter";
 pub const MAX_POOL_SIZE: usize = 4;
 
 /// Query parameters that Prisma (LiteLLM's ORM) accepts in `DATABASE_URL` but libpq-style parsers
-/// reject. They are dropped, except `schema`, which becomes the session's search_path.
+/// reject. They are dropped, except `schema`, which becomes the session's search_path. Prisma's
+/// TLS parameters are read by `tls`.
 const PRISMA_ONLY: &[&str] = &[
     "schema",
     "connection_limit",
@@ -19,9 +23,6 @@ const PRISMA_ONLY: &[&str] = &[
     "pgbouncer",
     "socket_timeout",
     "statement_cache_size",
-    "sslaccept",
-    "sslidentity",
-    "sslpassword",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -30,12 +31,16 @@ pub enum UrlError {
     Invalid(String, String),
 }
 
-/// A parsed database target: the driver config and a printable form without the password.
+/// A parsed database target: the driver config, TLS, and a printable form without the password.
 #[derive(Clone)]
 pub struct Target {
     pub config: tokio_postgres::Config,
     pub display: String,
     pub search_path: Option<String>,
+    pub tls: tls::Tls,
+    /// SHA-256 of the URL text: tells whether a re-read URL file changed, without keeping or
+    /// comparing the secret itself.
+    pub url_digest: [u8; 32],
 }
 
 impl std::fmt::Debug for Target {
@@ -48,46 +53,126 @@ impl std::fmt::Debug for Target {
 /// connection string (`password=...`) with `***`.
 pub fn redact(url: &str) -> String {
     if let Some((scheme, rest)) = url.split_once("://") {
-        let (authority, tail) = match rest.find(['/', '?']) {
-            Some(i) => rest.split_at(i),
-            None => (rest, ""),
+        // The user info ends at the last '@' before the query; a raw '/' or '@' in a password
+        // (which should have been percent-encoded) must not end it early and leak the rest.
+        let before_query = rest.find('?').unwrap_or(rest.len());
+        let at = rest[..before_query].rfind('@').or_else(|| rest.rfind('@'));
+        let (userinfo, after) = match at {
+            Some(i) => (Some(&rest[..i]), &rest[i + 1..]),
+            None => (None, rest),
         };
-        let authority = match authority.rsplit_once('@') {
-            Some((userinfo, host)) => match userinfo.split_once(':') {
+        let (host, tail) = match after.find(['/', '?']) {
+            Some(i) => after.split_at(i),
+            None => (after, ""),
+        };
+        let authority = match userinfo {
+            Some(ui) => match ui.split_once(':') {
                 Some((user, _)) => format!("{user}:***@{host}"),
-                None => format!("{userinfo}@{host}"),
+                None => format!("{ui}@{host}"),
             },
-            None => authority.to_string(),
+            None => host.to_string(),
         };
         let tail = match tail.split_once('?') {
-            Some((path, query)) => format!("{path}?{}", redact_pairs(query, "&")),
+            Some((path, query)) => format!(
+                "{path}?{}",
+                query
+                    .split('&')
+                    .map(|kv| match kv.split_once('=') {
+                        Some((k, _)) if k.eq_ignore_ascii_case("password") => {
+                            format!("{k}=***")
+                        }
+                        _ => kv.to_string(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join("&")
+            ),
             None => tail.to_string(),
         };
         return format!("{scheme}://{authority}{tail}");
     }
-    redact_pairs(url.trim(), " ")
+    match kv_pairs(url) {
+        Some(pairs) => join_pairs(
+            pairs
+                .into_iter()
+                .map(|(k, v)| {
+                    if k == "password" {
+                        (k, "***".to_string())
+                    } else {
+                        (k, v)
+                    }
+                })
+                .collect(),
+        ),
+        // Not parseable: whatever follows the word "password" may be it.
+        None => match url.to_ascii_lowercase().find("password") {
+            Some(i) => format!("{}password=***", &url[..i]),
+            None => url.to_string(),
+        },
+    }
 }
 
-/// `k=v` pairs joined by `sep`, with the value of `password` replaced.
-fn redact_pairs(pairs: &str, sep: &str) -> String {
+/// A libpq key/value connection string (`host=h user='a b'`) as pairs; None if malformed.
+fn kv_pairs(s: &str) -> Option<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    let mut chars = s.trim().chars().peekable();
+    loop {
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        if chars.peek().is_none() {
+            return Some(out);
+        }
+        let mut key = String::new();
+        while let Some(c) = chars.next_if(|c| *c != '=' && !c.is_whitespace()) {
+            key.push(c);
+        }
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        if chars.next() != Some('=') || key.is_empty() {
+            return None;
+        }
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        let mut value = String::new();
+        if chars.next_if_eq(&'\'').is_some() {
+            loop {
+                match chars.next()? {
+                    '\\' => value.push(chars.next()?),
+                    '\'' => break,
+                    c => value.push(c),
+                }
+            }
+        } else {
+            while let Some(c) = chars.next_if(|c| !c.is_whitespace()) {
+                if c == '\\' {
+                    value.push(chars.next()?);
+                } else {
+                    value.push(c);
+                }
+            }
+        }
+        out.push((key, value));
+    }
+}
+
+/// Pairs back into a key/value string, quoting the values that need it.
+fn join_pairs(pairs: Vec<(String, String)>) -> String {
     pairs
-        .split(sep)
-        .map(|kv| {
-            if kv
-                .trim_start()
-                .to_ascii_lowercase()
-                .starts_with("password=")
-            {
-                "password=***".to_string()
+        .into_iter()
+        .map(|(k, v)| {
+            if !v.is_empty() && !v.contains(|c: char| c.is_whitespace() || c == '\'' || c == '\\') {
+                format!("{k}={v}")
             } else {
-                kv.to_string()
+                format!("{k}='{}'", v.replace('\\', "\\\\").replace('\'', "\\'"))
             }
         })
         .collect::<Vec<_>>()
-        .join(sep)
+        .join(" ")
 }
 
+/// Parses a URL or key/value string; TLS settings use libpq's `PGSSLMODE`/`PGSSLROOTCERT`
+/// from the environment when the URL has none.
 pub fn parse_url(url: &str) -> Result<Target, UrlError> {
+    parse_url_with(url, &|k| std::env::var(k).ok())
+}
+
+pub fn parse_url_with(url: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Target, UrlError> {
     let url = url.trim();
     let display = redact(url);
     let bad = |why: &str| UrlError::Invalid(display.clone(), why.to_string());
@@ -95,6 +180,7 @@ pub fn parse_url(url: &str) -> Result<Target, UrlError> {
         return Err(bad("is empty"));
     }
     let mut search_path = None;
+    let mut tls_params: Vec<(String, String)> = Vec::new();
     let cleaned = if url.contains("://") {
         let (base, query) = match url.split_once('?') {
             Some((b, q)) => (b, q),
@@ -103,8 +189,15 @@ pub fn parse_url(url: &str) -> Result<Target, UrlError> {
         let mut kept = Vec::new();
         for kv in query.split('&').filter(|kv| !kv.is_empty()) {
             let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            let decoded = || {
+                percent_encoding::percent_decode_str(v)
+                    .decode_utf8_lossy()
+                    .into_owned()
+            };
             if k == "schema" {
-                search_path = Some(v.to_string());
+                search_path = Some(decoded());
+            } else if tls::PARAMS.contains(&k) {
+                tls_params.push((k.to_string(), decoded()));
             } else if !PRISMA_ONLY.contains(&k) {
                 kept.push(kv);
             }
@@ -115,19 +208,30 @@ pub fn parse_url(url: &str) -> Result<Target, UrlError> {
             format!("{base}?{}", kept.join("&"))
         }
     } else {
-        url.to_string()
+        let pairs = kv_pairs(url).ok_or_else(|| bad("cannot be parsed (key=value pairs)"))?;
+        let (tls_pairs, rest): (Vec<_>, Vec<_>) = pairs
+            .into_iter()
+            .partition(|(k, _)| tls::PARAMS.contains(&k.as_str()));
+        tls_params = tls_pairs;
+        join_pairs(rest)
     };
     // The driver's own message can quote the input; it is replaced by a generic reason.
-    let config: tokio_postgres::Config = cleaned
+    let mut config: tokio_postgres::Config = cleaned
         .parse()
         .map_err(|e: tokio_postgres::Error| bad(&describe_parse_error(&e.to_string())))?;
     if config.get_hosts().is_empty() {
         return Err(bad("names no host"));
     }
+    let tls = tls::Settings::from_params(&tls_params, env)
+        .and_then(|s| tls::build(&s))
+        .map_err(|e| bad(&e))?;
+    config.ssl_mode(tls.ssl_mode);
     Ok(Target {
         config,
         display,
         search_path,
+        tls,
+        url_digest: Sha256::digest(url.as_bytes()).into(),
     })
 }
 
@@ -140,6 +244,14 @@ fn describe_parse_error(msg: &str) -> String {
         .trim()
         .trim_end_matches(':');
     format!("cannot be parsed ({generic})")
+}
+
+/// One session outside the pool, for the `seed` subcommand (which writes, so it does not get
+/// the pool's read-only settings); its connection task runs on the current runtime.
+pub async fn connect(target: &Target) -> Result<tokio_postgres::Client, DbError> {
+    let (client, conn) = target.config.connect(target.tls.connector.clone()).await?;
+    tokio::spawn(conn);
+    Ok(client)
 }
 
 #[derive(Debug, Clone)]
@@ -159,7 +271,7 @@ pub fn pool(target: &Target, s: &PoolSettings) -> Pool {
     cfg.connect_timeout(s.connect_timeout);
     let mgr = Manager::from_config(
         cfg,
-        NoTls,
+        target.tls.connector.clone(),
         ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         },
@@ -229,7 +341,7 @@ pub async fn read_tx(
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
-    #[error("cannot get a database connection: {0}")]
+    #[error("cannot get a database connection: {}", describe_pool(.0))]
     Pool(#[from] deadpool_postgres::PoolError),
     #[error("query failed: {}", describe(.0))]
     Query(#[from] tokio_postgres::Error),
@@ -237,10 +349,39 @@ pub enum DbError {
     MissingTable(&'static str),
 }
 
-/// tokio-postgres prints "db error" for server errors; the server's own message says more.
+/// The driver error inside a pool error, if any.
+fn pool_cause(e: &deadpool_postgres::PoolError) -> Option<&tokio_postgres::Error> {
+    match e {
+        deadpool_postgres::PoolError::Backend(e)
+        | deadpool_postgres::PoolError::PostCreateHook(HookError::Backend(e)) => Some(e),
+        _ => None,
+    }
+}
+
+fn describe_pool(e: &deadpool_postgres::PoolError) -> String {
+    match pool_cause(e) {
+        Some(e) => describe(e),
+        None => e.to_string(),
+    }
+}
+
+/// tokio-postgres prints "db error" for server errors; the server's own message says more. A
+/// TLS failure is named by the check that failed. No part of it quotes the URL.
 pub fn describe(e: &tokio_postgres::Error) -> String {
+    if let Some(f) = tls::classify(e) {
+        return f.to_string();
+    }
     match e.as_db_error() {
-        Some(db) => format!("{}: {}", db.code().code(), db.message()),
+        Some(db) => {
+            let mut s = format!("{}: {}", db.code().code(), db.message());
+            // pg_hba.conf refuses the session because it is not encrypted (hostssl only).
+            if db.message().contains("no encryption") || db.message().contains("SSL off") {
+                s.push_str(
+                    " (the server accepts only TLS connections: set sslmode=require or stronger)",
+                );
+            }
+            s
+        }
         None => {
             let mut s = e.to_string();
             let mut src = std::error::Error::source(e);
@@ -258,18 +399,35 @@ impl DbError {
     /// A bounded value for the `kind` label of `litellm_exporter_errors_total`.
     pub fn kind(&self) -> &'static str {
         match self {
-            DbError::Pool(_) => "connect",
-            DbError::Query(e) => match e.code() {
-                Some(c) if *c == tokio_postgres::error::SqlState::QUERY_CANCELED => "timeout",
-                Some(c) if *c == tokio_postgres::error::SqlState::UNDEFINED_TABLE => "schema",
-                Some(c) if *c == tokio_postgres::error::SqlState::UNDEFINED_COLUMN => "schema",
-                Some(c) if *c == tokio_postgres::error::SqlState::T_R_SERIALIZATION_FAILURE => {
-                    "conflict"
-                }
-                Some(_) => "query",
+            DbError::Pool(p) => match pool_cause(p) {
+                Some(e) => Self::driver_kind(e),
                 None => "connect",
             },
+            DbError::Query(e) => Self::driver_kind(e),
             DbError::MissingTable(_) => "schema",
+        }
+    }
+
+    fn driver_kind(e: &tokio_postgres::Error) -> &'static str {
+        if let Some(f) = tls::classify(e) {
+            return f.kind();
+        }
+        match e.code() {
+            Some(c) if *c == tokio_postgres::error::SqlState::QUERY_CANCELED => "timeout",
+            Some(c) if *c == tokio_postgres::error::SqlState::UNDEFINED_TABLE => "schema",
+            Some(c) if *c == tokio_postgres::error::SqlState::UNDEFINED_COLUMN => "schema",
+            Some(c) if *c == tokio_postgres::error::SqlState::T_R_SERIALIZATION_FAILURE => {
+                "conflict"
+            }
+            Some(c)
+                if *c == tokio_postgres::error::SqlState::INVALID_PASSWORD
+                    || *c
+                        == tokio_postgres::error::SqlState::INVALID_AUTHORIZATION_SPECIFICATION =>
+            {
+                "auth"
+            }
+            Some(_) => "query",
+            None => "connect",
         }
     }
 }
@@ -294,6 +452,16 @@ mod tests {
             "host=h password=*** user=u"
         );
         assert_eq!(redact("postgres://u:p@ss@h/d"), "postgres://u:***@h/d");
+        // Raw URL-special characters that should have been percent-encoded still do not leak.
+        assert_eq!(redact("postgres://u:p/a?b@h/d"), "postgres://u:***@h/d");
+        assert_eq!(
+            redact("host=h password='a b\\' c' user=u"),
+            "host=h password=*** user=u"
+        );
+        assert_eq!(
+            redact("host=h password='unterminated"),
+            "host=h password=***"
+        );
     }
 
     #[test]
@@ -303,6 +471,36 @@ mod tests {
         assert_eq!(t.search_path.as_deref(), Some("litellm"));
         assert_eq!(t.config.get_dbname(), Some("litellm"));
         assert!(!t.display.contains("pw"));
+    }
+
+    #[test]
+    fn tls_parameters_are_read_from_urls_and_key_value_strings() {
+        let t = parse_url_with(
+            "postgresql://u:pw@db/x?sslmode=require&application_name=a",
+            &|_| None,
+        )
+        .expect("valid");
+        assert_eq!(
+            t.config.get_ssl_mode(),
+            tokio_postgres::config::SslMode::Require
+        );
+        let t = parse_url_with("host=db user=u sslmode=disable", &|_| None).expect("valid");
+        assert_eq!(
+            t.config.get_ssl_mode(),
+            tokio_postgres::config::SslMode::Disable
+        );
+        let t = parse_url_with("postgresql://u@db/x", &|_| None).expect("valid");
+        assert_eq!(
+            t.config.get_ssl_mode(),
+            tokio_postgres::config::SslMode::Prefer
+        );
+        let e = parse_url_with(
+            "postgresql://u:topsecret@db/x?sslmode=verify-full&sslrootcert=%2Fno%2Fca.pem",
+            &|_| None,
+        )
+        .expect_err("missing CA file")
+        .to_string();
+        assert!(e.contains("/no/ca.pem") && !e.contains("topsecret"), "{e}");
     }
 
     #[test]

@@ -47,8 +47,7 @@ async fn shutdown_signal() {
 
 async fn run_seed(url: &str, a: &SeedArgs) -> anyhow::Result<()> {
     let target = db::parse_url(url)?;
-    let (client, conn) = target.config.connect(tokio_postgres::NoTls).await?;
-    tokio::spawn(conn);
+    let client = db::connect(&target).await?;
     let opts = seed::SeedOptions {
         rows: a.rows,
         days: a.days,

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use deadpool_postgres::Pool;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::config::Config;
 use crate::db::{self, DbError};
@@ -160,10 +160,11 @@ impl Refresher {
     pub async fn run(
         mut self,
         mut shutdown: tokio::sync::watch::Receiver<bool>,
-        _reload: crate::Reload,
+        mut reload: crate::Reload,
     ) {
         let mut backoff = Duration::from_millis(500);
-        info!(database = %self.cfg.target.display, poll_interval = ?self.cfg.poll_interval, "Starting refresh loop.");
+        let mut reload_open = true;
+        info!(database = %self.cfg.target.display, tls = %self.cfg.target.tls.summary, poll_interval = ?self.cfg.poll_interval, "Starting refresh loop.");
         loop {
             let started = Instant::now();
             let ok = self.cycle().await;
@@ -178,8 +179,22 @@ impl Refresher {
                 backoff = (backoff * 2).min(Duration::from_secs(30).max(self.cfg.poll_interval));
                 backoff
             };
+            let reloaded = async {
+                if reload_open {
+                    reload.changed().await.is_ok()
+                } else {
+                    std::future::pending().await
+                }
+            };
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
+                ok = reloaded => {
+                    // A closed channel means no more reloads, not one more.
+                    reload_open = ok;
+                    if ok {
+                        self.reload_url();
+                    }
+                }
                 _ = shutdown.changed() => break,
             }
             if *shutdown.borrow() {
@@ -188,6 +203,37 @@ impl Refresher {
         }
         self.maybe_save(true);
         info!("Refresh loop stopped.");
+    }
+
+    /// SIGHUP: re-reads `--db-url-file`. A changed URL gets a new pool (the old sessions close)
+    /// and the next refresh runs at once; the ledger and the reading position carry on, so no
+    /// counter restarts. An unreadable or invalid file keeps the current URL.
+    fn reload_url(&mut self) {
+        let Some(path) = self.cfg.db_url_file.clone() else {
+            debug!("SIGHUP: the database URL was not read from a file; nothing to re-read.");
+            return;
+        };
+        let target = std::fs::read_to_string(&path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))
+            .and_then(|text| db::parse_url(&text).map_err(|e| e.to_string()));
+        let target = match target {
+            Ok(t) => t,
+            Err(e) => {
+                self.shared.selfm.error("db_url_file");
+                error!(file = %path.display(), error = %e, "SIGHUP: cannot use the database URL file; keeping the current database URL.");
+                return;
+            }
+        };
+        if target.url_digest == self.cfg.target.url_digest {
+            info!(file = %path.display(), "SIGHUP: the database URL is unchanged.");
+            return;
+        }
+        info!(database = %target.display, tls = %target.tls.summary, "SIGHUP: new database URL; reconnecting, counters continue.");
+        self.pool.close();
+        self.pool = db::pool(&target, &self.cfg.pool);
+        self.cfg.target = target;
+        // Another server may run another LiteLLM version.
+        self.schema = None;
     }
 
     /// One refresh. Returns false if the database could not be read (the last values stay).

@@ -36,15 +36,24 @@ pub const FAST: &[&str] = &[
 
 impl Exporter {
     pub fn start(db_url: &str, args: &[&str]) -> Exporter {
+        let mut all = vec!["--db-url", db_url];
+        all.extend_from_slice(args);
+        Exporter::spawn(&all, &[])
+    }
+
+    /// Runs the binary with exactly `args` (plus the listen address) and `env`; the database URL
+    /// variables of the test process are not inherited.
+    pub fn spawn(args: &[&str], env: &[(&str, &str)]) -> Exporter {
         let dir = tempfile::tempdir().expect("tempdir");
         let log = dir.path().join("exporter.log");
         let port = free_port();
         let child = Command::new(BIN)
-            .arg("--db-url")
-            .arg(db_url)
+            .env_remove("DATABASE_URL")
+            .env_remove("LITELLM_EXPORTER_DB_URL_FILE")
+            .envs(env.iter().copied())
+            .args(args)
             .arg("--web.listen-address")
             .arg(format!("127.0.0.1:{port}"))
-            .args(args)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log file"))
             .spawn()
@@ -55,6 +64,12 @@ impl Exporter {
             log,
             _dir: dir,
         }
+    }
+
+    /// Sends a signal (e.g. "HUP") to the running exporter.
+    pub fn signal(&self, sig: &str) {
+        let child = self.child.as_ref().expect("running");
+        unsafe_kill(child.id(), sig);
     }
 
     pub fn log_text(&self) -> String {

@@ -14,4 +14,6 @@ mod harness;
 mod locks;
 mod outage;
 mod role;
+mod secrets;
+mod tls;
 mod truth;

@@ -827,3 +827,205 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // that matters to the next one.
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
+
+// ---------------------------------------------------------------------------
+// TLS clusters (tests/it/tls.rs, tests/it/secrets.rs): a server with `ssl = on`, a certificate
+// signed by a CA made here with rcgen, and a pg_hba.conf that accepts TLS connections only.
+// ---------------------------------------------------------------------------
+
+/// The host name in the TLS server's certificate (besides the address 127.0.0.1). Nothing
+/// resolves it: URLs name it as the host and reach the server with `hostaddr=127.0.0.1`.
+pub const TLS_HOST: &str = "pg.test";
+
+/// The CA files of a TLS cluster (in its directory, deleted with it).
+pub struct TlsFiles {
+    /// The CA that signed the server certificate (PEM).
+    pub ca: PathBuf,
+    /// An unrelated CA (another name, another key) that signed nothing the server has.
+    pub other_ca: PathBuf,
+    /// A client certificate for role [`CERT_ROLE`], signed by `ca`, and its key (PEM).
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+}
+
+/// The role that logs in with a client certificate only (pg_hba `cert`); it exists in the
+/// cluster of [`tls_cluster`] and may read every table.
+pub const CERT_ROLE: &str = "cert_reader";
+
+static TLS_CLUSTER: OnceLock<(Cluster, TlsFiles)> = OnceLock::new();
+
+/// A cluster shared by the TLS tests of this process (do not stop it). pg_hba.conf has only
+/// `hostssl` lines: role `postgres` is trusted (the harness's psql negotiates TLS by itself),
+/// [`CERT_ROLE`] needs a client certificate signed by the test CA, every other role needs its
+/// SCRAM password, and a plain connection is refused.
+pub fn tls_cluster() -> &'static (Cluster, TlsFiles) {
+    TLS_CLUSTER.get_or_init(|| {
+        let cluster = private_cluster();
+        let files = cluster.enable_tls();
+        (cluster, files)
+    })
+}
+
+impl Cluster {
+    /// Makes a CA and a server certificate for [`TLS_HOST`] and 127.0.0.1, turns `ssl` on,
+    /// restricts pg_hba.conf to `hostssl`, reloads, and checks that a plain connection is
+    /// refused and a TLS one accepted.
+    fn enable_tls(&self) -> TlsFiles {
+        use rcgen::{
+            BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+            KeyUsagePurpose,
+        };
+        let make_ca = |name: &str| {
+            let key = KeyPair::generate().expect("CA key");
+            let mut p = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+            p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            p.distinguished_name.push(DnType::CommonName, name);
+            p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+            (p.self_signed(&key).expect("CA certificate"), key)
+        };
+        let (ca, ca_key) = make_ca("litellm-exporter test CA");
+        let (other_ca, _) = make_ca("litellm-exporter unrelated test CA");
+        let server_key = KeyPair::generate().expect("server key");
+        let mut p = CertificateParams::new(vec![TLS_HOST.to_string(), "127.0.0.1".to_string()])
+            .expect("server params");
+        p.distinguished_name.push(DnType::CommonName, TLS_HOST);
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let server = p
+            .signed_by(&server_key, &ca, &ca_key)
+            .expect("server certificate");
+        // pg_hba `cert` maps the certificate's common name to the role.
+        let client_key = KeyPair::generate().expect("client key");
+        let mut p = CertificateParams::new(Vec::<String>::new()).expect("client params");
+        p.distinguished_name.push(DnType::CommonName, CERT_ROLE);
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let client = p
+            .signed_by(&client_key, &ca, &ca_key)
+            .expect("client certificate");
+
+        let tls_dir = self.dir.join("tls");
+        fs::create_dir_all(&tls_dir).expect("tls dir");
+        let files = TlsFiles {
+            ca: tls_dir.join("ca.pem"),
+            other_ca: tls_dir.join("other-ca.pem"),
+            client_cert: tls_dir.join("client.pem"),
+            client_key: tls_dir.join("client.key"),
+        };
+        fs::write(&files.ca, ca.pem()).expect("write ca.pem");
+        fs::write(&files.client_cert, client.pem()).expect("write client.pem");
+        fs::write(&files.client_key, client_key.serialize_pem()).expect("write client.key");
+        fs::write(&files.other_ca, other_ca.pem()).expect("write other-ca.pem");
+        // PostgreSQL refuses a key readable by others; it reads both files as its own user.
+        let crt = self.data.join("server.crt");
+        let key = self.data.join("server.key");
+        let root = self.data.join("root.crt");
+        fs::write(&root, ca.pem()).expect("write root.crt");
+        fs::write(&crt, server.pem()).expect("write server.crt");
+        fs::write(&key, server_key.serialize_pem()).expect("write server.key");
+        {
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(&key, fs::Permissions::from_mode(0o600)).expect("chmod key");
+        }
+        if self.as_postgres {
+            assert!(
+                run_ok(
+                    Command::new("chown")
+                        .arg("postgres:")
+                        .args([&crt, &key, &root])
+                ),
+                "cannot chown the server certificate to postgres"
+            );
+        }
+        OpenOptions::new()
+            .append(true)
+            .open(self.data.join("postgresql.conf"))
+            .and_then(|mut f| {
+                f.write_all(
+                    b"\n# TLS (tests/support/pg.rs, enable_tls)\nssl = on\n\
+                      ssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n\
+                      ssl_ca_file = 'root.crt'\n",
+                )
+            })
+            .expect("append TLS settings");
+        fs::write(
+            self.data.join("pg_hba.conf"),
+            "# TLS only (tests/support/pg.rs, enable_tls)\n\
+             local all all trust\n\
+             hostssl all postgres 127.0.0.1/32 trust\n\
+             hostssl all cert_reader 127.0.0.1/32 cert\n\
+             hostssl all all 127.0.0.1/32 scram-sha-256\n",
+        )
+        .expect("write pg_hba.conf");
+        self.psql_ok(
+            "postgres",
+            &format!("CREATE ROLE {CERT_ROLE} LOGIN; GRANT pg_read_all_data TO {CERT_ROLE}"),
+        );
+        self.psql_ok("postgres", "SELECT pg_reload_conf()");
+
+        // The reload is asynchronous: wait until it shows.
+        let attempt = |sslmode: &str| {
+            output(
+                psql_command(self.port, "postgres")
+                    .env("PGSSLMODE", sslmode)
+                    .args([
+                        "-Atqc",
+                        "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+                    ]),
+            )
+            .map(|o| {
+                (
+                    o.status.success(),
+                    String::from_utf8_lossy(&o.stdout).trim().to_string(),
+                )
+            })
+            .unwrap_or_else(|e| panic!("{e}"))
+        };
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            let plain_refused = !attempt("disable").0;
+            let tls_ok = attempt("require") == (true, "t".to_string());
+            if plain_refused && tls_ok {
+                return files;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "TLS not in force after reload (plain refused: {plain_refused}, TLS works: \
+                 {tls_ok}); log tail:\n{}",
+                self.log_tail(30)
+            );
+            sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl TestDb {
+    /// `url` for a TLS cluster: TLS required, certificate not checked (the harness's own
+    /// connections; the tests check certificates through the exporter).
+    pub fn tls_url(&self) -> String {
+        format!("{}?sslmode=require", self.url)
+    }
+
+    /// A connection as role `postgres` over TLS, checking the server against `ca`; for the
+    /// clusters of [`tls_cluster`], which refuse plain connections.
+    pub async fn tls_client(&self, ca: &Path) -> tokio_postgres::Client {
+        use rustls::pki_types::pem::PemObject;
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in rustls::pki_types::CertificateDer::pem_file_iter(ca).expect("CA file") {
+            roots.add(cert.expect("CA PEM")).expect("CA certificate");
+        }
+        let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let tls = tokio_postgres_rustls::MakeRustlsConnect::new(config);
+        let (client, connection) = tokio_postgres::connect(&self.tls_url(), tls)
+            .await
+            .unwrap_or_else(|e| panic!("cannot connect to {} over TLS: {e}", self.url));
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        client
+    }
+}
