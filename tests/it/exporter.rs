@@ -36,6 +36,11 @@ pub const FAST: &[&str] = &[
 
 impl Exporter {
     pub fn start(db_url: &str, args: &[&str]) -> Exporter {
+        Self::start_with_env(db_url, args, &[])
+    }
+
+    /// `start` with extra environment variables (for flags given through the environment).
+    pub fn start_with_env(db_url: &str, args: &[&str], env: &[(&str, &str)]) -> Exporter {
         let dir = tempfile::tempdir().expect("tempdir");
         let log = dir.path().join("exporter.log");
         let port = free_port();
@@ -45,6 +50,7 @@ impl Exporter {
             .arg("--web.listen-address")
             .arg(format!("127.0.0.1:{port}"))
             .args(args)
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log file"))
             .spawn()
@@ -95,6 +101,27 @@ impl Exporter {
                 self.log_text()
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Sends a signal (e.g. "HUP", "TERM") without waiting for anything.
+    pub fn signal(&self, sig: &str) {
+        let child = self.child.as_ref().expect("running");
+        unsafe_kill(child.id(), sig);
+    }
+
+    /// Waits up to `timeout` for the process to exit; its exit code, or None if still running.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let child = self.child.as_mut().expect("running");
+        let start = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                return Some(status.code().unwrap_or(-1));
+            }
+            if start.elapsed() > timeout {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
         }
     }
 

@@ -14,3 +14,4 @@ mod harness;
 mod outage;
 mod role;
 mod truth;
+mod web;
