@@ -175,32 +175,51 @@ impl WebSettings {
         let Some((user, password)) = decoded.split_once(':') else {
             return Access::Denied;
         };
+        if self.cached(user, password) {
+            return Access::Granted;
+        }
+        // At most a few bcrypt runs at a time: a flood of wrong passwords must not take every
+        // core (or the blocking pool) from the refresh loop and the scrapes.
+        let Ok(_permit) = BCRYPT_SLOTS.acquire().await else {
+            return Access::Denied;
+        };
         let me = self.clone();
         let (user, password) = (user.to_string(), password.to_string());
-        tokio::task::spawn_blocking(move || me.check_basic(&user, &password))
+        tokio::task::spawn_blocking(move || me.verify(&user, &password))
             .await
             .unwrap_or(Access::Denied)
     }
 
-    fn check_basic(&self, user: &str, password: &str) -> Access {
-        let Some(hash) = self.users.get(user) else {
-            // Spend the same time as for a known user, so that timing does not tell which
-            // user names exist.
-            let _ = bcrypt::verify(password, dummy_hash());
-            return Access::Denied;
+    fn digest(&self, user: &str, password: &str) -> Option<[u8; 32]> {
+        let hash = self.users.get(user)?;
+        Some(sha256(&[
+            user.as_bytes(),
+            password.as_bytes(),
+            hash.as_bytes(),
+        ]))
+    }
+
+    /// The password verified before (for this user, under these settings).
+    fn cached(&self, user: &str, password: &str) -> bool {
+        let Some(digest) = self.digest(user, password) else {
+            return false;
         };
-        let digest = sha256(&[user.as_bytes(), password.as_bytes(), hash.as_bytes()]);
         let cached = self
             .verified
             .lock()
             .map(|c| c.get(user).copied())
             .unwrap_or(None);
-        if let Some(c) = cached {
-            if bool::from(c.ct_eq(&digest)) {
-                return Access::Granted;
-            }
-        }
-        // bcrypt compares its output in constant time itself.
+        cached.is_some_and(|c| bool::from(c.ct_eq(&digest)))
+    }
+
+    /// The slow path: bcrypt (which compares its output in constant time itself).
+    fn verify(&self, user: &str, password: &str) -> Access {
+        let (Some(hash), Some(digest)) = (self.users.get(user), self.digest(user, password)) else {
+            // Spend the same time as for a known user, so that timing does not tell which
+            // user names exist.
+            let _ = bcrypt::verify(password, dummy_hash());
+            return Access::Denied;
+        };
         if bcrypt::verify(password, hash).unwrap_or(false) {
             if let Ok(mut c) = self.verified.lock() {
                 c.insert(user.to_string(), digest);
@@ -212,6 +231,10 @@ impl WebSettings {
     }
 }
 
+/// Concurrent bcrypt verifications: bcrypt is CPU-bound, and two at a time leave the other cores
+/// (and the blocking pool) to the rest of the exporter.
+static BCRYPT_SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
 fn sha256(parts: &[&[u8]]) -> [u8; 32] {
     let mut h = Sha256::new();
     for p in parts {
@@ -222,11 +245,11 @@ fn sha256(parts: &[&[u8]]) -> [u8; 32] {
     h.finalize().into()
 }
 
-/// A valid hash of nothing in particular, for verifying unknown users (same default cost as
-/// typical configurations, so the time spent is alike).
+/// A valid hash of nothing in particular, for verifying unknown users, at cost 10 (the cost
+/// exporter-toolkit's documentation suggests), so the time spent is alike.
 fn dummy_hash() -> &'static str {
     static H: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    H.get_or_init(|| bcrypt::hash("litellm-exporter", bcrypt::DEFAULT_COST).unwrap_or_default())
+    H.get_or_init(|| bcrypt::hash("litellm-exporter", 10).unwrap_or_default())
 }
 
 impl WebFiles {
@@ -794,10 +817,17 @@ mod tests {
             )
         };
         assert_eq!(s.check(None).await, Access::Denied);
+        assert!(!s.cached("alice", "pw"));
         assert_eq!(s.check(Some(&basic("alice", "pw"))).await, Access::Granted);
-        // Second time from the cache.
+        // Second time from the cache, which holds only what verified.
+        assert!(s.cached("alice", "pw"));
+        assert!(!s.cached("alice", "px"));
         assert_eq!(s.check(Some(&basic("alice", "pw"))).await, Access::Granted);
         assert_eq!(s.check(Some(&basic("alice", "px"))).await, Access::Denied);
+        assert!(
+            s.cached("alice", "pw"),
+            "a wrong password does not evict the cache"
+        );
         assert_eq!(s.check(Some(&basic("bob", "pw"))).await, Access::Denied);
         assert_eq!(s.check(Some("Bearer tok")).await, Access::Granted);
         assert_eq!(s.check(Some("bearer tok")).await, Access::Granted);

@@ -430,7 +430,7 @@ fn reload_ok(body: &str) -> Option<f64> {
 }
 
 #[tokio::test]
-async fn sighup_reloads_passwords_and_keeps_the_old_config_when_the_new_one_is_bad() {
+async fn sighup_reloads_passwords_and_tokens_and_keeps_the_old_config_when_a_file_is_bad() {
     let db = db_with_a_row().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let web = write(
@@ -438,9 +438,15 @@ async fn sighup_reloads_passwords_and_keeps_the_old_config_when_the_new_one_is_b
         "web.yml",
         &format!("basic_auth_users:\n  alice: '{}'\n", hash("old")),
     );
+    let token = write(dir.path(), "token", "first-token");
     let e = Exporter::start(
         &db.url,
-        &[FAST, &["--web.config.file", web.to_str().expect("utf-8")]].concat(),
+        &[
+            FAST,
+            &["--web.config.file", web.to_str().expect("utf-8")],
+            &["--web.bearer-token-file", token.to_str().expect("utf-8")],
+        ]
+        .concat(),
     );
     e.wait_ready(READY).await;
     let client = reqwest::Client::new();
@@ -448,12 +454,15 @@ async fn sighup_reloads_passwords_and_keeps_the_old_config_when_the_new_one_is_b
     let (status, _, body) = get_auth(&client, &metrics, Some(&basic("alice", "old"))).await;
     assert_eq!(status, 200);
     assert_eq!(reload_ok(&body), Some(1.0), "1 from the start");
+    let (status, _, _) = get_auth(&client, &metrics, Some("Bearer first-token")).await;
+    assert_eq!(status, 200);
 
     write(
         dir.path(),
         "web.yml",
         &format!("basic_auth_users:\n  alice: '{}'\n", hash("new")),
     );
+    write(dir.path(), "token", "second-token\n");
     e.signal("HUP");
     wait_until("the new password admits", &e, READY, || async {
         get_auth(&client, &metrics, Some(&basic("alice", "new")))
@@ -467,6 +476,10 @@ async fn sighup_reloads_passwords_and_keeps_the_old_config_when_the_new_one_is_b
         status, 401,
         "the old password (cached before) no longer admits"
     );
+    let (status, _, _) = get_auth(&client, &metrics, Some("Bearer second-token")).await;
+    assert_eq!(status, 200, "the new token admits");
+    let (status, _, _) = get_auth(&client, &metrics, Some("Bearer first-token")).await;
+    assert_eq!(status, 401, "the old token no longer admits");
 
     write(
         dir.path(),
