@@ -102,6 +102,7 @@ pub async fn run(
         auth = cfg.web.auth_required(),
         "Serving metrics."
     );
+    let drain_timeout = cfg.drain_timeout;
     let refresher = refresh::Refresher::new(cfg, shared);
     let mut loop_task = tokio::spawn(refresher.run(stop_rx, reload.clone()));
     let server_task = tokio::spawn(server);
@@ -115,10 +116,20 @@ pub async fn run(
         }
     };
     tracing::info!("Shutting down.");
+    // One deadline for the whole shutdown: the HTTP drain ends by it on its own; the refresh
+    // loop normally finishes its cycle and saves the state file well before it, but a database
+    // that stopped answering (a frozen server does not enforce statement_timeout) must not keep
+    // the process alive until the orchestrator kills it.
+    let deadline = tokio::time::Instant::now() + drain_timeout;
     let _ = stop_tx.send(true);
     let _ = server_task.await;
-    if !crashed {
-        let _ = loop_task.await;
+    if !crashed
+        && tokio::time::timeout_at(deadline, &mut loop_task)
+            .await
+            .is_err()
+    {
+        tracing::warn!("The refresh loop did not stop within --web.drain-timeout (the database is not answering); exiting without the final state save (the last periodic one stands).");
+        loop_task.abort();
     }
     Ok(!crashed)
 }

@@ -611,3 +611,25 @@ async fn sigterm_finishes_the_scrape_in_flight_and_exits_0_within_the_drain_time
         e.log_text()
     );
 }
+
+#[tokio::test]
+async fn sigterm_exits_within_the_drain_timeout_even_when_the_database_hangs() {
+    let cluster = super::support::private_cluster();
+    let db = cluster.fresh_db(Schema::New);
+    let mut e = Exporter::start(&db.url, &[FAST, &["--web.drain-timeout", "3s"]].concat());
+    e.wait_ready(READY).await;
+    // Frozen: queries hang and no server-side timeout fires, so the refresh loop is stuck in
+    // its cycle when SIGTERM arrives.
+    cluster.sigstop();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    e.signal("TERM");
+    let code = e.wait_exit(Duration::from_secs(30));
+    cluster.sigcont();
+    assert_eq!(code, Some(0), "exit code; log:\n{}", e.log_text());
+    assert!(
+        e.log_text()
+            .contains("did not stop within --web.drain-timeout"),
+        "the cut refresh loop is logged:\n{}",
+        e.log_text()
+    );
+}
