@@ -401,7 +401,13 @@ fn provider(t: &RawTls) -> Result<CryptoProvider, String> {
             .collect();
         let mut chosen = tls13.clone();
         for n in names {
-            let name = n.as_str();
+            // Go also knows the ChaCha suites without the _SHA256 suffix.
+            let full = if n.ends_with("CHACHA20_POLY1305") {
+                format!("{n}_SHA256")
+            } else {
+                n.clone()
+            };
+            let name = full.as_str();
             let tls13_named = tls13.iter().any(|s| {
                 s.suite()
                     .as_str()
@@ -782,6 +788,7 @@ mod tests {
             cipher_suites: Some(vec![
                 "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384".into(),
                 "TLS_AES_128_GCM_SHA256".into(),
+                "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305".into(),
             ]),
             curve_preferences: Some(vec!["CurveP384".into(), "X25519".into()]),
             ..Default::default()
@@ -792,7 +799,7 @@ mod tests {
             .iter()
             .filter(|s| s.version() == &rustls::version::TLS12)
             .collect();
-        assert_eq!(tls12.len(), 1);
+        assert_eq!(tls12.len(), 2);
         assert_eq!(p.kx_groups.len(), 2);
         assert_eq!(p.kx_groups[0].name(), rustls::NamedGroup::secp384r1);
         let t = RawTls {
