@@ -186,9 +186,9 @@ fn an_invalid_web_config_exits_2_naming_file_and_problem() {
             "a.pem",
         ),
         (
-            "sans.yml",
-            "tls_server_config:\n  client_allowed_sans: [x]\n",
-            "client_allowed_sans is not supported",
+            "inline.yml",
+            "tls_server_config:\n  cert: abc\n",
+            "tls_server_config.cert is not supported",
         ),
     ];
     for (name, text, want) in cases {
@@ -263,6 +263,9 @@ fn pki(name: &str) -> Pki {
     client
         .distinguished_name
         .push(DnType::CommonName, "prometheus");
+    client.subject_alt_names.push(SanType::DnsName(
+        "prometheus.example".try_into().expect("DNS name"),
+    ));
     client.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
     let client_cert = client
         .signed_by(&client_key, &ca_cert, &ca_key)
@@ -632,4 +635,41 @@ async fn sigterm_exits_within_the_drain_timeout_even_when_the_database_hangs() {
         "the cut refresh loop is logged:\n{}",
         e.log_text()
     );
+}
+
+#[tokio::test]
+async fn client_allowed_sans_admits_only_named_client_certificates() {
+    let db = db_with_a_row().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = pki("sans");
+    write(dir.path(), "server.pem", &p.server_pem);
+    write(dir.path(), "server.key", &p.server_key_pem);
+    write(dir.path(), "ca.pem", &p.ca_pem);
+    let config = |san: &str| {
+        format!(
+            "tls_server_config:\n  cert_file: server.pem\n  key_file: server.key\n  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.pem\n  client_allowed_sans: [{san}]\n"
+        )
+    };
+    let web = write(dir.path(), "web.yml", &config("prometheus.example"));
+    let e = Exporter::start(
+        &db.url,
+        &[FAST, &["--web.config.file", web.to_str().expect("utf-8")]].concat(),
+    );
+    let client = tls_client(&p.ca, BOTH, Some(&p));
+    wait_until(
+        "a client named in client_allowed_sans is admitted",
+        &e,
+        READY,
+        || async { healthy(&client, e.port).await == Ok(200) },
+    )
+    .await;
+    // The same certificate, no longer named: refused on new connections after a reload.
+    write(dir.path(), "web.yml", &config("other.example"));
+    e.signal("HUP");
+    wait_until("a client not named is refused", &e, READY, || async {
+        healthy(&tls_client(&p.ca, BOTH, Some(&p)), e.port)
+            .await
+            .is_err()
+    })
+    .await;
 }
