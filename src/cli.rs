@@ -57,6 +57,21 @@ pub struct RunArgs {
         env = "LITELLM_EXPORTER_WEB_LISTEN_ADDRESS"
     )]
     pub listen_address: Option<String>,
+    /// Prometheus exporter-toolkit web configuration (TLS, basic auth, response headers);
+    /// re-read on SIGHUP. See the README's Security section.
+    #[arg(long = "web.config.file", env = "LITELLM_EXPORTER_WEB_CONFIG_FILE")]
+    pub web_config_file: Option<PathBuf>,
+    /// A file holding a bearer token that admits requests to the telemetry path
+    /// (`Authorization: Bearer <token>`); re-read on SIGHUP.
+    #[arg(
+        long = "web.bearer-token-file",
+        env = "LITELLM_EXPORTER_WEB_BEARER_TOKEN_FILE"
+    )]
+    pub bearer_token_file: Option<PathBuf>,
+    /// On SIGTERM, how long in-flight requests may take to finish before the process exits
+    /// anyway [default: 10s].
+    #[arg(long = "web.drain-timeout", env = "LITELLM_EXPORTER_WEB_DRAIN_TIMEOUT")]
+    pub drain_timeout: Option<String>,
     /// Path under which to expose metrics [default: /metrics].
     #[arg(
         long = "web.telemetry-path",

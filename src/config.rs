@@ -28,6 +28,8 @@ pub enum ConfigError {
     Findings(Vec<String>),
     #[error(transparent)]
     Url(#[from] db::UrlError),
+    #[error(transparent)]
+    Web(#[from] crate::web_config::WebConfigError),
 }
 
 fn invalid(msg: impl Into<String>) -> ConfigError {
@@ -239,6 +241,12 @@ pub struct Config {
     pub db_url_file: Option<PathBuf>,
     pub listen: SocketAddr,
     pub telemetry_path: String,
+    /// `--web.config.file` and `--web.bearer-token-file`, re-read on SIGHUP.
+    pub web_files: crate::web_config::WebFiles,
+    /// What they said at start (validated here, so that a bad file exits with code 2).
+    pub web: std::sync::Arc<crate::web_config::WebSettings>,
+    /// `--web.drain-timeout`: how long SIGTERM waits for in-flight requests.
+    pub drain_timeout: Duration,
     pub poll_interval: Duration,
     pub log_level: String,
     pub log_format: LogFormat,
@@ -371,6 +379,15 @@ impl Config {
                 "--web.telemetry-path {telemetry_path:?} must start with / and not be / or under /-/"
             )));
         }
+        let web_files = crate::web_config::WebFiles {
+            config_file: args.web_config_file.clone(),
+            bearer_token_file: args.bearer_token_file.clone(),
+        };
+        let web = std::sync::Arc::new(web_files.load()?);
+        let drain_timeout = parse_duration(
+            "--web.drain-timeout",
+            args.drain_timeout.as_deref().unwrap_or("10s"),
+        )?;
         let dur = |flag: &Option<String>, file: &Option<String>, what: &str, default: &str| {
             parse_duration(what, flag.as_deref().or(file.as_deref()).unwrap_or(default))
         };
@@ -439,6 +456,9 @@ impl Config {
             db_url_file,
             listen,
             telemetry_path,
+            web_files,
+            web,
+            drain_timeout,
             poll_interval,
             log_level,
             log_format,

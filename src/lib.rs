@@ -7,7 +7,8 @@
 //! - `ledger`: spend-log rows into counters and histograms, each row counted exactly once.
 //! - `entities`: budget, limit and count gauges rebuilt from the entity tables.
 //! - `catalogue`, `render`: metric names and label sets; the text exposition.
-//! - `refresh`: the loop that reads, renders and publishes; `http`: serving it.
+//! - `refresh`: the loop that reads, renders and publishes; `http`: serving it (TLS, auth,
+//!   drain), `web_config`: the web configuration file and its reload.
 //! - `selfmetrics`, `state`: the exporter's own metrics; the state file.
 //! - `seed`: a generator of LiteLLM traffic for demos, tests and benchmarks (writes!).
 
@@ -26,6 +27,7 @@ pub mod selection;
 pub mod selfmetrics;
 pub mod sql;
 pub mod state;
+pub mod web_config;
 
 use std::sync::Arc;
 
@@ -67,14 +69,14 @@ pub fn sighup_reload() -> Reload {
 }
 
 /// Runs the exporter until `shutdown` resolves: binds the listener first (so that a bad address
-/// fails at once), then starts the refresh loop and serves. In-flight scrapes finish before it
-/// returns. Ok(false) means the refresh loop died (a bug) and the process should exit non-zero.
+/// fails at once), then starts the refresh loop and serves. On shutdown the listener closes and
+/// in-flight scrapes finish (for at most `--web.drain-timeout`) before it returns. Ok(false) means the refresh loop died (a bug) and the process should exit non-zero.
 /// `reload` ticks when the operator asks for files to be re-read (SIGHUP).
 pub async fn run(
     cfg: config::Config,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     reload: Reload,
-) -> Result<bool, warp::Error> {
+) -> Result<bool, std::io::Error> {
     let shared = Arc::new(refresh::Shared::default());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let http_stop = {
@@ -83,13 +85,24 @@ pub async fn run(
             let _ = rx.changed().await;
         }
     };
-    let (addr, server) = http::serve(
-        cfg.listen,
-        cfg.telemetry_path.clone(),
-        shared.clone(),
-        http_stop,
-    )?;
-    tracing::info!(address = %addr, path = %cfg.telemetry_path, "Serving metrics.");
+    let web = http::WebOptions {
+        addr: cfg.listen,
+        telemetry_path: cfg.telemetry_path.clone(),
+        web: Arc::new(web_config::CurrentWeb::new(
+            cfg.web_files.clone(),
+            cfg.web.clone(),
+        )),
+        drain_timeout: cfg.drain_timeout,
+    };
+    let (addr, server) = http::serve(web, shared.clone(), reload.clone(), http_stop)?;
+    tracing::info!(
+        address = %addr,
+        path = %cfg.telemetry_path,
+        tls = cfg.web.tls.is_some(),
+        auth = cfg.web.auth_required(),
+        "Serving metrics."
+    );
+    let drain_timeout = cfg.drain_timeout;
     let refresher = refresh::Refresher::new(cfg, shared);
     let mut loop_task = tokio::spawn(refresher.run(stop_rx, reload.clone()));
     let server_task = tokio::spawn(server);
@@ -103,10 +116,20 @@ pub async fn run(
         }
     };
     tracing::info!("Shutting down.");
+    // One deadline for the whole shutdown: the HTTP drain ends by it on its own; the refresh
+    // loop normally finishes its cycle and saves the state file well before it, but a database
+    // that stopped answering (a frozen server does not enforce statement_timeout) must not keep
+    // the process alive until the orchestrator kills it.
+    let deadline = tokio::time::Instant::now() + drain_timeout;
     let _ = stop_tx.send(true);
     let _ = server_task.await;
-    if !crashed {
-        let _ = loop_task.await;
+    if !crashed
+        && tokio::time::timeout_at(deadline, &mut loop_task)
+            .await
+            .is_err()
+    {
+        tracing::warn!("The refresh loop did not stop within --web.drain-timeout (the database is not answering); exiting without the final state save (the last periodic one stands).");
+        loop_task.abort();
     }
     Ok(!crashed)
 }

@@ -25,6 +25,7 @@ pub struct SelfMetrics {
     pub state_saved: Gauge,
     pub folded_series: IntGaugeVec,
     pub folded_rows: IntCounterVec,
+    pub web_config_reload_ok: IntGauge,
 }
 
 fn opts(name: &str, help: &str) -> Opts {
@@ -69,8 +70,11 @@ impl SelfMetrics {
             state_saved: reg!(Gauge::with_opts(opts("litellm_exporter_state_saved_timestamp_seconds", "Unix time the state file was last written (0 without --state.file)."))),
             folded_series: reg!(IntGaugeVec::new(opts("litellm_exporter_folded_series", "Series beyond prometheus_metrics_max_series_per_metric, folded into the \"other\" series (counters, histograms) or dropped (gauges)."), &["family"])),
             folded_rows: reg!(IntCounterVec::new(opts("litellm_exporter_folded_rows_total", "Spend-log rows counted in the \"other\" series of a capped family."), &["family"])),
+            web_config_reload_ok: reg!(IntGauge::with_opts(opts("litellm_exporter_web_config_last_reload_successful", "1 if the last (re)load of --web.config.file and --web.bearer-token-file succeeded, 0 if the last SIGHUP found an invalid file (the previous settings stay in force)."))),
             registry: r,
         };
+        // The files were valid at start, or the process would not have started.
+        m.web_config_reload_ok.set(1);
         for k in Self::ERROR_KINDS {
             m.errors.with_label_values(&[k]);
         }

@@ -36,9 +36,14 @@ pub const FAST: &[&str] = &[
 
 impl Exporter {
     pub fn start(db_url: &str, args: &[&str]) -> Exporter {
+        Self::start_with_env(db_url, args, &[])
+    }
+
+    /// `start` with extra environment variables (for flags given through the environment).
+    pub fn start_with_env(db_url: &str, args: &[&str], env: &[(&str, &str)]) -> Exporter {
         let mut all = vec!["--db-url", db_url];
         all.extend_from_slice(args);
-        Exporter::spawn(&all, &[])
+        Exporter::spawn(&all, env)
     }
 
     /// Runs the binary with exactly `args` (plus the listen address) and `env`; the database URL
@@ -64,12 +69,6 @@ impl Exporter {
             log,
             _dir: dir,
         }
-    }
-
-    /// Sends a signal (e.g. "HUP") to the running exporter.
-    pub fn signal(&self, sig: &str) {
-        let child = self.child.as_ref().expect("running");
-        unsafe_kill(child.id(), sig);
     }
 
     pub fn log_text(&self) -> String {
@@ -110,6 +109,27 @@ impl Exporter {
                 self.log_text()
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Sends a signal (e.g. "HUP", "TERM") without waiting for anything.
+    pub fn signal(&self, sig: &str) {
+        let child = self.child.as_ref().expect("running");
+        unsafe_kill(child.id(), sig);
+    }
+
+    /// Waits up to `timeout` for the process to exit; its exit code, or None if still running.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let child = self.child.as_mut().expect("running");
+        let start = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                return Some(status.code().unwrap_or(-1));
+            }
+            if start.elapsed() > timeout {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
         }
     }
 

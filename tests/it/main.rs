@@ -17,3 +17,4 @@ mod role;
 mod secrets;
 mod tls;
 mod truth;
+mod web;
