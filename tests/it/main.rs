@@ -11,6 +11,7 @@ mod config;
 mod data;
 mod entities;
 mod exporter;
+mod fuzz;
 mod harness;
 mod outage;
 mod role;
