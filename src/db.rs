@@ -7,8 +7,6 @@ use std::time::Duration;
 use deadpool_postgres::{Hook, HookError, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::NoTls;
 
-use crate::ledger::read::GroupError;
-
 pub const APPLICATION_NAME: &str = "litellm-exporter";
 pub const MAX_POOL_SIZE: usize = 4;
 
@@ -235,8 +233,6 @@ pub enum DbError {
     Pool(#[from] deadpool_postgres::PoolError),
     #[error("query failed: {}", describe(.0))]
     Query(#[from] tokio_postgres::Error),
-    #[error("{0}")]
-    Group(#[from] GroupError),
     #[error("LiteLLM table {0} is missing (not a LiteLLM database, or a migration is running)")]
     MissingTable(&'static str),
 }
@@ -273,7 +269,6 @@ impl DbError {
                 Some(_) => "query",
                 None => "connect",
             },
-            DbError::Group(_) => "query",
             DbError::MissingTable(_) => "schema",
         }
     }

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::fmt::Write;
 
-use crate::catalogue::{CounterValue, Kind, LedgerFamily, Rows, LEDGER_FAMILIES};
+use crate::catalogue::{CounterValue, Kind, Label, LedgerFamily, Rows, LEDGER_FAMILIES};
 use crate::ledger::class::ClassKey;
 use crate::ledger::values::{additive_index, ClassAcc, HistAcc, Thresholds};
 use crate::ledger::Ledger;
@@ -165,8 +165,12 @@ fn join_literal_other(
 /// Per family: series written, series folded into "other", rows in the folded series.
 pub type FamilyCounts = Vec<(&'static str, usize, usize, u64)>;
 
+/// The series of one label list: each distinct label block once, by first appearance. Families
+/// with the same label list (the five latency histograms, most counters) share one, so that a
+/// class's blocks are built and stored once per label list instead of once per family.
 #[derive(Default)]
-struct FamilyIndex {
+struct LabelSet {
+    labels: Vec<Label>,
     index: HashMap<String, u32>,
     blocks: Vec<String>,
 }
@@ -174,49 +178,69 @@ struct FamilyIndex {
 /// Renders the ledger families, remembering which series each class belongs to.
 #[derive(Default)]
 pub struct LedgerRenderer {
-    families: Vec<FamilyIndex>,
+    sets: Vec<LabelSet>,
+    /// Per `LEDGER_FAMILIES` entry: its label set, None when the family is not exported.
+    family_set: Vec<Option<usize>>,
+    /// Per class, per label set: the class's block in that set.
     class_series: Vec<Vec<u32>>,
     org_aliases: HashMap<String, String>,
 }
 
-const NONE: u32 = u32::MAX;
-
 impl LedgerRenderer {
     fn assign(&mut self, ledger: &Ledger, sel: &Selection) {
-        if self.families.len() != LEDGER_FAMILIES.len() {
-            self.families = LEDGER_FAMILIES
+        if self.family_set.len() != LEDGER_FAMILIES.len() {
+            let mut sets: Vec<LabelSet> = Vec::new();
+            self.family_set = sel
+                .ledger
                 .iter()
-                .map(|_| FamilyIndex::default())
+                .map(|labels| {
+                    let labels = labels.as_deref()?;
+                    Some(match sets.iter().position(|s| s.labels == labels) {
+                        Some(i) => i,
+                        None => {
+                            sets.push(LabelSet {
+                                labels: labels.to_vec(),
+                                ..Default::default()
+                            });
+                            sets.len() - 1
+                        }
+                    })
+                })
                 .collect();
+            self.sets = sets;
         }
         let classes = ledger.classes();
         for c in &classes[self.class_series.len()..] {
             let org = self.org_aliases.get(&c.key.org_id).map(String::as_str);
-            let mut ids = Vec::with_capacity(LEDGER_FAMILIES.len());
-            for (f, fam) in LEDGER_FAMILIES.iter().enumerate() {
-                let Some(labels) = sel.ledger[f].as_deref() else {
-                    ids.push(NONE);
-                    continue;
-                };
-                if !counts_class(fam, &c.key) {
-                    ids.push(NONE);
-                    continue;
-                }
-                let names: Vec<&str> = labels.iter().map(|l| sel.name(*l)).collect();
-                let values: Vec<String> =
-                    labels.iter().map(|l| c.key.label_value(*l, org)).collect();
+            let mut ids = Vec::with_capacity(self.sets.len());
+            for set in &mut self.sets {
+                let names: Vec<&str> = set.labels.iter().map(|l| sel.name(*l)).collect();
+                let values: Vec<String> = set
+                    .labels
+                    .iter()
+                    .map(|l| c.key.label_value(*l, org))
+                    .collect();
                 let values: Vec<&str> = values.iter().map(String::as_str).collect();
                 let inner = label_block(&names, &values);
-                let idx = &mut self.families[f];
-                let next = idx.blocks.len() as u32;
-                let id = *idx.index.entry(inner.clone()).or_insert_with(|| {
-                    idx.blocks.push(inner);
-                    next
-                });
+                let next = set.blocks.len() as u32;
+                let id = match set.index.get(&inner) {
+                    Some(id) => *id,
+                    None => {
+                        set.index.insert(inner.clone(), next);
+                        set.blocks.push(inner);
+                        next
+                    }
+                };
                 ids.push(id);
             }
             self.class_series.push(ids);
         }
+    }
+
+    /// The series of class `c` in family `f`, or None if the family does not count the class.
+    fn series_of(&self, f: usize, c: usize, key: &ClassKey) -> Option<usize> {
+        let s = self.family_set[f]?;
+        counts_class(&LEDGER_FAMILIES[f], key).then(|| self.class_series[c][s] as usize)
     }
 
     /// Renders every ledger family. Returns the text and the number of series per family.
@@ -239,12 +263,22 @@ impl LedgerRenderer {
         let mut out = String::with_capacity(256 * classes.len().max(16));
         let mut counts = Vec::with_capacity(LEDGER_FAMILIES.len());
         for (f, fam) in LEDGER_FAMILIES.iter().enumerate() {
-            let blocks = &self.families[f].blocks;
+            let Some(set) = self.family_set[f] else {
+                counts.push((fam.name, 0, 0, 0));
+                continue;
+            };
+            let blocks = &self.sets[set].blocks;
+            // Each class's series in this family (None: the family does not count it).
+            let series: Vec<Option<usize>> = classes
+                .iter()
+                .enumerate()
+                .map(|(i, c)| self.series_of(f, i, &c.key))
+                .collect();
             let mut written = 0usize;
             let mut rows = vec![0u64; blocks.len()];
-            for (c, ids) in classes.iter().zip(&self.class_series) {
-                if ids[f] != NONE {
-                    rows[ids[f] as usize] += c.acc.rows;
+            for (c, id) in classes.iter().zip(&series) {
+                if let Some(id) = id {
+                    rows[*id] += c.acc.rows;
                 }
             }
             let other = sel.ledger[f]
@@ -259,9 +293,9 @@ impl LedgerRenderer {
             match fam.kind {
                 Kind::Counter(v) => {
                     let mut sums = vec![0u128; blocks.len()];
-                    for (c, ids) in classes.iter().zip(&self.class_series) {
-                        if ids[f] != NONE {
-                            sums[ids[f] as usize] += counter_units(v, &c.acc);
+                    for (c, id) in classes.iter().zip(&series) {
+                        if let Some(id) = id {
+                            sums[*id] += counter_units(v, &c.acc);
                         }
                     }
                     let name = format!("{}_total", fam.name);
@@ -293,9 +327,9 @@ impl LedgerRenderer {
                     let hi = h.index();
                     let bounds = &t.bounds_s[hi];
                     let mut sums: Vec<HistAcc> = vec![HistAcc::default(); blocks.len()];
-                    for (c, ids) in classes.iter().zip(&self.class_series) {
-                        if ids[f] != NONE {
-                            sums[ids[f] as usize].merge(&c.acc.hist[hi]);
+                    for (c, id) in classes.iter().zip(&series) {
+                        if let Some(id) = id {
+                            sums[*id].merge(&c.acc.hist[hi]);
                         }
                     }
                     let les: Vec<String> = bounds.iter().map(|b| fmt_le(*b)).collect();

@@ -46,8 +46,7 @@ pub struct ClassKey {
 pub const KEY_COLUMNS: usize = 22;
 
 impl ClassKey {
-    /// Reads the 22 key columns starting at `first` (the projection's and the grouped query's
-    /// shared order).
+    /// Reads the 22 key columns starting at `first` (the projection's order).
     pub fn from_row(
         row: &tokio_postgres::Row,
         first: usize,

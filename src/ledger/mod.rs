@@ -45,7 +45,7 @@ pub struct Memo {
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Stats {
-    /// Distinct rows counted since the totals were built (grouped rows included).
+    /// Distinct rows counted since the totals were built.
     pub rows_ingested: u64,
     /// Numbers that were NaN, infinite, negative or absurd and were counted as 0.
     pub bad_numbers: u64,
@@ -120,15 +120,6 @@ impl Ledger {
                 .newest_start_ms
                 .map_or(start_ms, |n| n.max(start_ms)),
         );
-    }
-
-    /// Adds a group of rows that can no longer change (start-up rebuild of old rows).
-    pub fn add_group(&mut self, key: ClassKey, acc: &ClassAcc, bad: u64, max_start_ms: i64) {
-        let i = self.intern(key) as usize;
-        self.classes[i].acc.merge(acc);
-        self.stats.rows_ingested += acc.rows;
-        self.stats.bad_numbers += bad;
-        self.note_start(max_start_ms);
     }
 
     /// Counts one row version. `remember` keeps it for later re-reads; rows older than the

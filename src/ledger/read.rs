@@ -1,12 +1,12 @@
 //! The ledger's SQL: builds the projection for the detected schema and label settings, and reads
-//! rows or grouped rows inside a caller's read-only transaction. Nothing here decides *what* to
+//! rows (collected, or streamed to a callback) inside a caller's read-only transaction. Nothing here decides *what* to
 //! read; that is `tail`'s job.
 
 use chrono::Datelike;
 use tokio_postgres::{Row, Transaction};
 
 use super::class::{ClassKey, KEY_COLUMNS};
-use super::values::{ClassAcc, RowValues, Thresholds, NV};
+use super::values::{RowValues, Thresholds, NV};
 use super::RawRow;
 use crate::schema::Schema;
 use crate::sql;
@@ -33,7 +33,6 @@ pub enum Extra {
 #[derive(Debug, Clone)]
 pub struct Projection {
     rows_sql: String,
-    grouped_sql: String,
     pub thresholds: Thresholds,
     extras: Vec<Extra>,
 }
@@ -56,7 +55,6 @@ impl Projection {
         let opt = |on: bool, expr: &'static str| if on { expr } else { "''::text" };
         // Values of custom labels travel as parameters ($5, $6, ...), never inside the SQL text.
         let mut extra_cols = String::new();
-        let mut extra_dims = String::new();
         for (i, e) in extras.iter().enumerate() {
             let n = i + 5;
             let expr = match e {
@@ -68,7 +66,6 @@ impl Projection {
                 ),
             };
             extra_cols.push_str(&format!(",\n  {expr} AS x{i}"));
-            extra_dims.push_str(&format!(", x{i}"));
         }
         let stream_expr = if stream {
             "CASE WHEN d.ttft_us IS NOT NULL THEN 'True' ELSE 'False' END"
@@ -105,32 +102,8 @@ impl Projection {
                 ),
             ],
         );
-        let names = [
-            "total_latency_us",
-            "llm_api_latency_us",
-            "ttft_us",
-            "overhead_us",
-            "per_token_us",
-        ];
-        let mut buckets = String::new();
-        for (h, name) in names.iter().enumerate() {
-            for t in &thresholds.micros[h] {
-                buckets.push_str(&format!(
-                    ",\n  count(*) FILTER (WHERE {name} <= {t})::bigint"
-                ));
-            }
-        }
-        let grouped_sql = sql::fill(
-            sql::LEDGER_GROUPED,
-            &[
-                ("buckets", &buckets),
-                ("projection", &projection),
-                ("extra_dims", &extra_dims),
-            ],
-        );
         Projection {
             rows_sql: projection,
-            grouped_sql,
             thresholds,
             extras: extras.to_vec(),
         }
@@ -153,10 +126,6 @@ impl Projection {
 
     pub fn rows_sql(&self) -> &str {
         &self.rows_sql
-    }
-
-    pub fn grouped_sql(&self) -> &str {
-        &self.grouped_sql
     }
 }
 
@@ -209,6 +178,31 @@ fn bound(ms: Option<i64>, upper: bool) -> String {
     }
 }
 
+/// Like [`rows`], but hands each row to `f` as it arrives instead of collecting them, so that
+/// the catch-up reads large chunks of history in bounded memory. Returns the number of rows.
+#[allow(clippy::too_many_arguments)]
+pub async fn each_row(
+    tx: &Transaction<'_>,
+    p: &Projection,
+    lo: Option<i64>,
+    hi: Option<i64>,
+    since: i64,
+    xmax: i64,
+    mut f: impl FnMut(RawRow),
+) -> Result<u64, tokio_postgres::Error> {
+    use futures_util::TryStreamExt;
+    let (lo, hi) = (bound(lo, false), bound(hi, true));
+    let base: [&(dyn tokio_postgres::types::ToSql + Sync); 4] = [&lo, &hi, &since, &xmax];
+    let stream = tx.query_raw(&p.rows_sql, p.params(&base)).await?;
+    futures_util::pin_mut!(stream);
+    let mut n = 0u64;
+    while let Some(row) = stream.try_next().await? {
+        f(decode_row(&row, p.extras.len())?);
+        n += 1;
+    }
+    Ok(n)
+}
+
 /// Rows with `startTime` in [lo, hi) created by transactions >= `since` (0: all).
 pub async fn rows(
     tx: &Transaction<'_>,
@@ -253,82 +247,6 @@ fn decode_row(r: &Row, extras: usize) -> Result<RawRow, tokio_postgres::Error> {
                 r.try_get(h + 4)?,
             ],
         },
-    })
-}
-
-/// One group of the start-up rebuild.
-#[derive(Debug, Clone)]
-pub struct Group {
-    pub key: ClassKey,
-    pub acc: ClassAcc,
-    pub bad: u64,
-    pub max_start_ms: i64,
-}
-
-/// Rows with `startTime` in [lo, hi), summed per class.
-pub async fn grouped(
-    tx: &Transaction<'_>,
-    p: &Projection,
-    lo: Option<i64>,
-    hi: Option<i64>,
-) -> Result<Vec<Group>, GroupError> {
-    let (lo, hi) = (bound(lo, false), bound(hi, true));
-    let base: [&(dyn tokio_postgres::types::ToSql + Sync); 4] = [&lo, &hi, &0i64, &0i64];
-    let out = tx.query(&p.grouped_sql, &p.params(&base)).await?;
-    out.iter()
-        .map(|r| decode_group(r, &p.thresholds, p.extras.len()))
-        .collect()
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum GroupError {
-    #[error(transparent)]
-    Db(#[from] tokio_postgres::Error),
-    #[error("spend sum {0:?} is not an integer")]
-    Spend(String),
-}
-
-fn u(r: &Row, i: usize) -> Result<u64, tokio_postgres::Error> {
-    Ok(r.try_get::<_, i64>(i)?.max(0) as u64)
-}
-
-fn decode_group(r: &Row, t: &Thresholds, extras: usize) -> Result<Group, GroupError> {
-    let mut key = ClassKey::from_row(r, 0)?;
-    key.stream = r.try_get(KEY_COLUMNS)?;
-    let b = KEY_COLUMNS + 1;
-    let spend: String = r.try_get(b + 2)?;
-    let mut acc = ClassAcc {
-        rows: u(r, b)?,
-        ..Default::default()
-    };
-    acc.add.spend_pico = spend.parse().map_err(|_| GroupError::Spend(spend))?;
-    for j in 0..NV {
-        acc.add.v[j] = u(r, b + 3 + j)?;
-    }
-    let bad = u(r, b + 3 + NV)?;
-    let mut col = b + 4 + NV;
-    for h in 0..5 {
-        acc.hist[h].count = u(r, col)?;
-        acc.hist[h].sum = u(r, col + 1)?;
-        col += 2;
-    }
-    for h in 0..5 {
-        let mut buckets = Vec::with_capacity(t.micros[h].len());
-        for _ in &t.micros[h] {
-            buckets.push(u(r, col)?);
-            col += 1;
-        }
-        acc.hist[h].buckets = buckets;
-    }
-    for _ in 0..extras {
-        key.extras.push(r.try_get(col)?);
-        col += 1;
-    }
-    Ok(Group {
-        key,
-        acc,
-        bad,
-        max_start_ms: r.try_get(b + 1)?,
     })
 }
 

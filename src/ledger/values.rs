@@ -104,7 +104,7 @@ pub struct RowValues {
 }
 
 /// Histogram bounds converted once to the integer unit of the observations (microseconds), so
-/// the SQL grouped path and the per-row path compare exactly the same integers.
+/// every row is bucketed by comparing exact integers.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Thresholds {
     pub bounds_s: [Vec<f64>; 5],

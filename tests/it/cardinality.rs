@@ -40,7 +40,7 @@ const CONFIG: &str = "litellm_settings:
 /// Inserts rows `from..to` of a series in one statement: row `g` belongs to end user
 /// `<prefix><first_user + g mod users, 6 digits>`, costs (g mod 7 + 1) / 1000 and started up to
 /// `max_age_secs` ago. Rows inserted before the exporter starts go back three hours, so that
-/// both the grouped catch-up and the row-by-row window see some; rows inserted while it runs
+/// both the chunked catch-up and the row-by-row window see some; rows inserted while it runs
 /// stay inside its lateness window (1 h), beyond which a late row is, by design, not counted.
 async fn insert(
     c: &tokio_postgres::Client,

@@ -1,7 +1,7 @@
 //! Bad input through the real SQL: spend-log rows with arbitrary floats (NaN, infinities,
 //! negatives, subnormals, huge values), arbitrary 32-bit token counts, timestamps centuries
 //! apart, JSON numbers beyond any float, and arbitrary NUL-free text in the label columns, drawn
-//! by proptest and written to a throwaway PostgreSQL, some before the exporter starts (grouped
+//! by proptest and written to a throwaway PostgreSQL, some before the exporter starts (chunked
 //! catch-up) and some while it runs (row-by-row polls). The exporter must keep reading (no query
 //! error, no row that stops the catch-up), count every row it can read once (all but a `startTime` of +infinity), count
 //! the bad numbers, and serve text that `promtool check metrics` accepts.

@@ -13,6 +13,7 @@ mod entities;
 mod exporter;
 mod fuzz;
 mod harness;
+mod locks;
 mod outage;
 mod role;
 mod truth;
