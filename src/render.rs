@@ -145,6 +145,23 @@ pub fn split(blocks: &[String], live: &[bool], cap: Option<usize>) -> (Vec<usize
     }
 }
 
+/// A kept series whose labels are all literally "other" (say, a team named "other") has the
+/// overflow series' identity: once anything folds, it joins the fold rather than be written
+/// twice with the same labels. Its value continues in the overflow series, which only adds to
+/// it, so it never decreases.
+fn join_literal_other(
+    (mut kept, mut folded): (Vec<usize>, Vec<usize>),
+    blocks: &[String],
+    other: &str,
+) -> (Vec<usize>, Vec<usize>) {
+    if !folded.is_empty() {
+        if let Some(p) = kept.iter().position(|i| blocks[*i] == other) {
+            folded.push(kept.remove(p));
+        }
+    }
+    (kept, folded)
+}
+
 /// Per family: series written, series folded into "other", rows in the folded series.
 pub type FamilyCounts = Vec<(&'static str, usize, usize, u64)>;
 
@@ -289,7 +306,8 @@ impl LedgerRenderer {
                         .zip(&rows)
                         .map(|(u, r)| *r > 0 && !(*u == 0 && only_when_positive(v)))
                         .collect();
-                    let (kept, folded) = split(blocks, &live, sel.max_series);
+                    let (kept, folded) =
+                        join_literal_other(split(blocks, &live, sel.max_series), blocks, &other);
                     for i in kept {
                         let _ = writeln!(out, "{name}{} {}", blocks[i], counter_value(v, sums[i]));
                         written += 1;
@@ -318,7 +336,8 @@ impl LedgerRenderer {
                     let mark = out.len();
                     push_header(&mut out, fam.name, fam.help, "histogram");
                     let live: Vec<bool> = sums.iter().map(|a| a.count > 0).collect();
-                    let (kept, folded) = split(blocks, &live, sel.max_series);
+                    let (kept, folded) =
+                        join_literal_other(split(blocks, &live, sel.max_series), blocks, &other);
                     let mut overflow = HistAcc::default();
                     for i in &folded {
                         overflow.merge(&sums[*i]);

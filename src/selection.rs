@@ -136,6 +136,16 @@ impl Selection {
         text: &str,
     ) -> (Selection, Findings) {
         let mut f = Findings::default();
+        // Custom label names are their keys with every other character replaced by '_', so two
+        // keys can meet in one name; a sample with a label twice is not valid text.
+        let mut names = BTreeSet::new();
+        for n in extra_names {
+            if !names.insert(n.as_str()) {
+                f.errors.push(format!(
+                    "{file}: two custom labels (custom_prometheus_metadata_labels, custom_prometheus_tags) are both exported as {n:?}"
+                ));
+            }
+        }
         let served = served_metrics();
         let labels = all_labels(extra_names);
         let check_metric = |name: &str, f: &mut Findings| -> bool {
@@ -343,6 +353,14 @@ mod tests {
         assert_eq!(s.ledger[idx("litellm_requests_metric")], None);
         assert_eq!(s.ledger[idx("litellm_total_tokens_metric")], None);
         assert!(s.gauges.iter().all(Option::is_none));
+    }
+
+    #[test]
+    fn custom_labels_meeting_in_one_name_are_an_error() {
+        let names = ["tag_a_b".to_string(), "tag_a_b".to_string()];
+        let (_, f) = Selection::build(None, &[], &[], false, &names, "c.yaml", "");
+        assert_eq!(f.errors.len(), 1, "{:?}", f.errors);
+        assert!(f.errors[0].contains("\"tag_a_b\""), "{:?}", f.errors);
     }
 
     #[test]

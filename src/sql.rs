@@ -7,6 +7,7 @@ pub const SCHEMA_COLUMNS: &str = include_str!("../sql/schema_columns.sql");
 pub const LEDGER_PROJECT: &str = include_str!("../sql/ledger/project.sql");
 pub const LEDGER_SNAPSHOT: &str = include_str!("../sql/ledger/snapshot.sql");
 pub const LEDGER_BOUNDS: &str = include_str!("../sql/ledger/bounds.sql");
+pub const LEDGER_NEXT_START: &str = include_str!("../sql/ledger/next_start.sql");
 pub const ENTITY_TEAMS: &str = include_str!("../sql/entities/teams.sql");
 pub const ENTITY_KEYS: &str = include_str!("../sql/entities/keys.sql");
 pub const ENTITY_USERS: &str = include_str!("../sql/entities/users.sql");

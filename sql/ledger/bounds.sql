@@ -3,3 +3,5 @@
 SELECT (extract(epoch FROM min("startTime")) * 1000)::bigint
 FROM "LiteLLM_SpendLogs"
 WHERE "startTime" > '-infinity'::timestamp
+  -- An infinite epoch does not fit a bigint; no read reaches +infinity anyway.
+  AND "startTime" < 'infinity'::timestamp

@@ -126,16 +126,23 @@ CROSS JOIN LATERAL (
 -- Durations come from the timestamps (millisecond precision), which every schema has.
 CROSS JOIN LATERAL (
   SELECT
-    CASE WHEN isfinite(s."startTime") AND isfinite(s."endTime")
-         THEN least(greatest(round(extract(epoch FROM (s."endTime" - s."startTime")) * 1000000), 0), 1e15)::bigint
-         ELSE 0 END AS total_us,
+    -- Timestamp subtraction wraps around silently for spans beyond 292,000 years (bad input),
+    -- so spans are first compared as epochs: 1e9 s and beyond is the 1e15 µs cap.
+    CASE WHEN NOT (isfinite(s."startTime") AND isfinite(s."endTime")) THEN 0
+         WHEN extract(epoch FROM s."endTime") - extract(epoch FROM s."startTime") >= 1e9 THEN 1000000000000000
+         WHEN extract(epoch FROM s."endTime") - extract(epoch FROM s."startTime") <= 0 THEN 0
+         ELSE least(round(extract(epoch FROM (s."endTime" - s."startTime")) * 1000000), 1e15)::bigint
+         END AS total_us,
     CASE WHEN isfinite(s."startTime") AND isfinite(s."endTime") AND s."endTime" >= s."startTime"
          THEN 0 ELSE 1 END AS duration_bad,
     -- A stream's first token comes before its end; LiteLLM writes completionStartTime = endTime
     -- for everything else.
     CASE WHEN isfinite(s."startTime") AND isfinite(s."completionStartTime") AND isfinite(s."endTime")
               AND s."completionStartTime" < s."endTime" AND s."completionStartTime" >= s."startTime"
-         THEN round(extract(epoch FROM (s."completionStartTime" - s."startTime")) * 1000000)::bigint
+         THEN CASE WHEN extract(epoch FROM s."completionStartTime") - extract(epoch FROM s."startTime") >= 1e9
+                   THEN 1000000000000000
+                   ELSE least(round(extract(epoch FROM (s."completionStartTime" - s."startTime")) * 1000000), 1e15)::bigint
+                   END
          END AS ttft_us
   OFFSET 0
 ) d

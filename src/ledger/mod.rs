@@ -138,19 +138,22 @@ impl Ledger {
             let mut shrank = false;
             let mut grew = false;
             let acc = &mut self.classes[class].acc;
-            let d = row.values.spend_pico - m.spend_pico;
+            // SQL never yields negative values; clamping anyway keeps the subtraction in range.
+            let new_spend = row.values.spend_pico.max(0);
+            let d = new_spend - m.spend_pico;
             if d > 0 {
                 acc.add.spend_pico += d as u128;
-                m.spend_pico = row.values.spend_pico;
+                m.spend_pico = new_spend;
                 grew = true;
             } else if d < 0 {
                 shrank = true;
             }
             for (j, new) in row.values.v.iter().enumerate() {
+                let new = (*new).max(0);
                 let d = new - m.v[j];
                 if d > 0 {
-                    acc.add.v[j] += d as u64;
-                    m.v[j] = *new;
+                    acc.add.v[j] = acc.add.v[j].saturating_add(d as u64);
+                    m.v[j] = new;
                     grew = true;
                 } else if d < 0 {
                     shrank = true;
@@ -170,7 +173,9 @@ impl Ledger {
         acc.rows += 1;
         acc.add.spend_pico += row.values.spend_pico.max(0) as u128;
         for (a, v) in acc.add.v.iter_mut().zip(row.values.v) {
-            *a += v.max(0) as u64;
+            // Saturating: absurd values (up to 1e15 per row from SQL) must not wrap to a smaller
+            // total; a saturated counter stays flat, which never reads as a reset.
+            *a = a.saturating_add(v.max(0) as u64);
         }
         for (h, obs) in row.values.hist.iter().enumerate() {
             if let Some(v) = obs {
@@ -178,7 +183,10 @@ impl Ledger {
             }
         }
         self.stats.rows_ingested += 1;
-        self.stats.bad_numbers += row.values.bad_numbers.max(0) as u64;
+        self.stats.bad_numbers = self
+            .stats
+            .bad_numbers
+            .saturating_add(row.values.bad_numbers.max(0) as u64);
         self.note_start(row.start_ms);
         if remember {
             let memo = Memo {

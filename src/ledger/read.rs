@@ -2,6 +2,7 @@
 //! rows (collected, or streamed to a callback) inside a caller's read-only transaction. Nothing here decides *what* to
 //! read; that is `tail`'s job.
 
+use chrono::Datelike;
 use tokio_postgres::{Row, Transaction};
 
 use super::class::{ClassKey, KEY_COLUMNS};
@@ -150,10 +151,28 @@ pub async fn oldest_start(tx: &Transaction<'_>) -> Result<Option<i64>, tokio_pos
     tx.query_one(sql::LEDGER_BOUNDS, &[]).await?.try_get(0)
 }
 
+/// Oldest readable `startTime` at or after `from_ms`, or None when no row is left.
+pub async fn next_start(
+    tx: &Transaction<'_>,
+    from_ms: i64,
+) -> Result<Option<i64>, tokio_postgres::Error> {
+    tx.query_one(sql::LEDGER_NEXT_START, &[&bound(Some(from_ms), false)])
+        .await?
+        .try_get(0)
+}
+
 /// A bound as PostgreSQL timestamp text; None is the infinity on that side.
 fn bound(ms: Option<i64>, upper: bool) -> String {
     match ms.and_then(chrono::DateTime::from_timestamp_millis) {
-        Some(t) => t.naive_utc().format("%Y-%m-%d %H:%M:%S%.3f").to_string(),
+        Some(t) => {
+            // PostgreSQL writes years before 1 AD as "<n> BC" (chrono's year 0 is 1 BC) and
+            // rejects a minus sign: without this, one row dated BC would fail every catch-up.
+            let rest = t.naive_utc().format("%m-%d %H:%M:%S%.3f");
+            match t.year() {
+                y if y <= 0 => format!("{:04}-{rest} BC", 1 - y),
+                y => format!("{y:04}-{rest}"),
+            }
+        }
         None if upper => "infinity".into(),
         None => "-infinity".into(),
     }
@@ -229,4 +248,29 @@ fn decode_row(r: &Row, extras: usize) -> Result<RawRow, tokio_postgres::Error> {
             ],
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bound;
+
+    #[test]
+    fn bounds_are_postgresql_timestamps_in_every_era() {
+        assert_eq!(bound(Some(0), false), "1970-01-01 00:00:00.000");
+        assert_eq!(bound(None, false), "-infinity");
+        assert_eq!(bound(None, true), "infinity");
+        // Milliseconds as PostgreSQL computes them for 4713-01-01 BC, 0001-01-01 BC and AD.
+        assert_eq!(
+            bound(Some(-210_863_520_000_000), false),
+            "4713-01-01 00:00:00.000 BC"
+        );
+        assert_eq!(
+            bound(Some(-62_167_219_200_000), false),
+            "0001-01-01 00:00:00.000 BC"
+        );
+        assert_eq!(
+            bound(Some(-62_135_596_800_000), false),
+            "0001-01-01 00:00:00.000"
+        );
+    }
 }

@@ -186,10 +186,12 @@ impl Tail {
             } else {
                 read::snapshot(&tx).await?.xmax
             };
-            rows_done += read::each_row(&tx, p, lo, Some(hi), since, xmax, |r| {
+            let n = read::each_row(&tx, p, lo, Some(hi), since, xmax, |r| {
                 ledger.apply_row(r, false, &p.thresholds);
             })
             .await?;
+            rows_done += n;
+            let empty = n == 0;
             tx.commit().await?;
             let took = started.elapsed();
             if took < self.cfg.chunk_target / 4 {
@@ -198,6 +200,15 @@ impl Tail {
                 self.cursor.chunk_ms = (self.cursor.chunk_ms / 2).max(MIN_CHUNK_MS);
             }
             next_ms = Some(hi);
+            if empty && hi < end_ms {
+                // Jump over the years without rows (a row dated in 1000 AD would otherwise cost
+                // twelve thousand empty chunks). Rows written into the gap from now on are
+                // older than the lateness window: too late by definition, like any such row.
+                let tx = db::read_tx(client).await?;
+                let next = read::next_start(&tx, hi).await?;
+                tx.commit().await?;
+                next_ms = Some(next.map_or(end_ms, |n| n.clamp(hi, end_ms)));
+            }
             self.cursor.phase = Phase::CatchUp {
                 next_ms,
                 end_ms: Some(end_ms),

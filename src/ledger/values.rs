@@ -51,7 +51,8 @@ impl HistAcc {
             self.buckets.resize(thresholds.len(), 0);
         }
         self.count += 1;
-        self.sum += value.max(0) as u64;
+        // Saturating, like every value sum: a wrapped sum would read as a counter reset.
+        self.sum = self.sum.saturating_add(value.max(0) as u64);
         for (b, t) in self.buckets.iter_mut().zip(thresholds) {
             if value <= *t {
                 *b += 1;
@@ -64,7 +65,7 @@ impl HistAcc {
             self.buckets.resize(other.buckets.len(), 0);
         }
         self.count += other.count;
-        self.sum += other.sum;
+        self.sum = self.sum.saturating_add(other.sum);
         for (a, b) in self.buckets.iter_mut().zip(&other.buckets) {
             *a += b;
         }
@@ -84,7 +85,7 @@ impl ClassAcc {
         self.rows += other.rows;
         self.add.spend_pico += other.add.spend_pico;
         for (a, b) in self.add.v.iter_mut().zip(other.add.v) {
-            *a += b;
+            *a = a.saturating_add(b);
         }
         for (a, b) in self.hist.iter_mut().zip(&other.hist) {
             a.merge(b);

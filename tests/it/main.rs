@@ -5,11 +5,13 @@
 mod support;
 
 mod accounting;
+mod cardinality;
 mod cli;
 mod config;
 mod data;
 mod entities;
 mod exporter;
+mod fuzz;
 mod harness;
 mod locks;
 mod outage;
