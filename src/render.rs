@@ -78,7 +78,7 @@ pub fn push_header(out: &mut String, name: &str, help: &str, kind: &str) {
 
 /// Token-detail and cache families appear only once they have counted something, as in LiteLLM,
 /// which increments them only for positive values.
-fn only_when_positive(v: CounterValue) -> bool {
+pub fn only_when_positive(v: CounterValue) -> bool {
     !matches!(
         v,
         CounterValue::Requests
@@ -104,7 +104,7 @@ fn counts_class(f: &LedgerFamily, k: &ClassKey) -> bool {
 }
 
 /// A counter's contribution from one class, in the family's integer unit.
-fn counter_units(v: CounterValue, acc: &ClassAcc) -> u128 {
+pub fn counter_units(v: CounterValue, acc: &ClassAcc) -> u128 {
     match v {
         CounterValue::Requests | CounterValue::CacheHits | CounterValue::CacheMisses => {
             u128::from(acc.rows)
@@ -117,7 +117,7 @@ fn counter_units(v: CounterValue, acc: &ClassAcc) -> u128 {
 
 /// Integer units to the exposed value. Division by a constant keeps the mapping monotonic, so
 /// a counter whose integer grows never shows a smaller float.
-fn counter_value(v: CounterValue, units: u128) -> String {
+pub fn counter_value(v: CounterValue, units: u128) -> String {
     match v {
         CounterValue::Spend => fmt_value(units as f64 / 1e12),
         CounterValue::VideoSeconds => fmt_value(units as f64 / 1e6),
@@ -162,7 +162,8 @@ pub struct LedgerRenderer {
     org_aliases: HashMap<String, String>,
 }
 
-const NONE: u32 = u32::MAX;
+/// A class that does not count in a family (see `series_of`).
+pub const NONE: u32 = u32::MAX;
 
 impl LedgerRenderer {
     fn assign(&mut self, ledger: &Ledger, sel: &Selection) {
@@ -200,6 +201,36 @@ impl LedgerRenderer {
             }
             self.class_series.push(ids);
         }
+    }
+
+    /// Maps every class not yet mapped to its series, exactly as `render` does, for consumers
+    /// that keep their own per-series sums (the backfill). Returns false when an organization
+    /// rename reset the mapping (every class is then mapped afresh).
+    pub fn map_classes(
+        &mut self,
+        ledger: &Ledger,
+        org_aliases: &HashMap<String, String>,
+        sel: &Selection,
+    ) -> bool {
+        let kept = *org_aliases == self.org_aliases;
+        if !kept {
+            *self = LedgerRenderer {
+                org_aliases: org_aliases.clone(),
+                ..Default::default()
+            };
+        }
+        self.assign(ledger, sel);
+        kept
+    }
+
+    /// Per family, the series id of class `class` (`NONE`: it does not count there).
+    pub fn series_of(&self, class: usize) -> &[u32] {
+        &self.class_series[class]
+    }
+
+    /// The label blocks (`{a="x"}`) of family `f`'s series, indexed by series id.
+    pub fn blocks(&self, f: usize) -> &[String] {
+        &self.families[f].blocks
     }
 
     /// Renders every ledger family. Returns the text and the number of series per family.

@@ -5,6 +5,7 @@
 mod support;
 
 mod accounting;
+mod backfill;
 mod cli;
 mod config;
 mod data;
