@@ -20,6 +20,8 @@
 //! start on a heartbeat (hours, days) start on a sample, where `increase()` does not extrapolate.
 //! Histogram series are written whole (all their lines) whenever one of them changes.
 
+#[cfg(test)]
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufWriter, IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -409,13 +411,34 @@ impl Series {
             let file = File::create(self.dir.join(format!(".family-{f}.tmp")))?;
             self.writers[f] = Some(BufWriter::with_capacity(1 << 16, file));
         }
-        let fam = &LEDGER_FAMILIES[f];
+        let mut text = String::with_capacity(256);
+        self.samples += self.lines(f, id, Some(ts), r, &mut text);
         let st = &mut self.fams[f];
-        let block: &str = if id == OTHER {
+        if id == OTHER {
             st.other_written = k + 1;
-            &st.other_block
         } else {
             st.written[id as usize] = k + 1;
+        }
+        let w = self.writers[f].as_mut().expect("created above");
+        w.write_all(text.as_bytes())
+    }
+
+    /// The sample lines of one series, as `render` writes them plus the target labels and a
+    /// timestamp. Returns the number of lines.
+    fn lines(
+        &self,
+        f: usize,
+        id: u32,
+        ts: Option<&str>,
+        r: &LedgerRenderer,
+        out: &mut String,
+    ) -> u64 {
+        use std::fmt::Write as _;
+        let fam = &LEDGER_FAMILIES[f];
+        let st = &self.fams[f];
+        let block: &str = if id == OTHER {
+            &st.other_block
+        } else {
             &r.blocks(f)[id as usize]
         };
         // The block's labels without braces, after the target labels.
@@ -430,8 +453,12 @@ impl Series {
             ""
         };
         let labels = format!("{}{sep}{inner}", self.prefix);
-        let w = self.writers[f].as_mut().expect("created above");
-        let t = &self.thresholds;
+        let braces = if labels.is_empty() {
+            String::new()
+        } else {
+            format!("{{{labels}}}")
+        };
+        let ts = ts.map(|t| format!(" {t}")).unwrap_or_default();
         match fam.kind {
             Kind::Counter(v) => {
                 let units = if id == OTHER {
@@ -439,18 +466,13 @@ impl Series {
                 } else {
                     st.units[id as usize]
                 };
-                let braces = if labels.is_empty() {
-                    String::new()
-                } else {
-                    format!("{{{labels}}}")
-                };
-                writeln!(
-                    w,
-                    "{}_total{braces} {} {ts}",
+                let _ = writeln!(
+                    out,
+                    "{}_total{braces} {}{ts}",
                     fam.name,
                     counter_value(v, units)
-                )?;
-                self.samples += 1;
+                );
+                1
             }
             Kind::Histogram(h) => {
                 let acc = if id == OTHER {
@@ -463,36 +485,50 @@ impl Series {
                 } else {
                     format!("{labels},")
                 };
-                for (i, b) in t.bounds_s[h.index()].iter().enumerate() {
+                let bounds = &self.thresholds.bounds_s[h.index()];
+                for (i, b) in bounds.iter().enumerate() {
                     let n = acc.buckets.get(i).copied().unwrap_or(0);
-                    writeln!(
-                        w,
-                        "{}_bucket{{{open}le=\"{}\"}} {n} {ts}",
+                    let _ = writeln!(
+                        out,
+                        "{}_bucket{{{open}le=\"{}\"}} {n}{ts}",
                         fam.name,
                         fmt_le(*b)
-                    )?;
+                    );
                 }
-                writeln!(
-                    w,
-                    "{}_bucket{{{open}le=\"+Inf\"}} {} {ts}",
+                let _ = writeln!(
+                    out,
+                    "{}_bucket{{{open}le=\"+Inf\"}} {}{ts}",
                     fam.name, acc.count
-                )?;
-                let braces = if labels.is_empty() {
-                    String::new()
-                } else {
-                    format!("{{{labels}}}")
-                };
-                writeln!(w, "{}_count{braces} {} {ts}", fam.name, acc.count)?;
-                writeln!(
-                    w,
-                    "{}_sum{braces} {} {ts}",
+                );
+                let _ = writeln!(out, "{}_count{braces} {}{ts}", fam.name, acc.count);
+                let _ = writeln!(
+                    out,
+                    "{}_sum{braces} {}{ts}",
                     fam.name,
                     fmt_value(acc.sum as f64 / 1e6)
-                )?;
-                self.samples += t.bounds_s[h.index()].len() as u64 + 3;
+                );
+                bounds.len() as u64 + 3
             }
         }
-        Ok(())
+    }
+
+    /// Every served series' lines without timestamps, sorted (what `render` would serve).
+    #[cfg(test)]
+    fn served(&self, r: &LedgerRenderer) -> Vec<String> {
+        let mut text = String::new();
+        for (f, st) in self.fams.iter().enumerate() {
+            for i in 0..st.live.len() {
+                if st.live[i] && !st.folded[i] {
+                    self.lines(f, i as u32, None, r, &mut text);
+                }
+            }
+            if st.any_folded {
+                self.lines(f, OTHER, None, r, &mut text);
+            }
+        }
+        let mut v: Vec<String> = text.lines().map(String::from).collect();
+        v.sort();
+        v
     }
 
     /// Closes the family files and assembles them into `path`: per family its metadata once and
@@ -703,4 +739,145 @@ pub async fn run(cfg: &Config, o: &Options) -> anyhow::Result<Summary> {
     summary.classes = ledger.classes().len();
     summary.steps = k;
     Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::class::ClassKey;
+    use crate::ledger::values::RowValues;
+    use crate::ledger::RawRow;
+
+    /// A deterministic mix of rows: teams, models, failures, cache hits, tokens, latencies.
+    fn row(n: u64) -> RawRow {
+        let h = n.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 20;
+        let failed = h % 7 == 0;
+        RawRow {
+            request_id: format!("r{n}"),
+            start_ms: n as i64 * 1000,
+            xmin: 1,
+            key: ClassKey {
+                team_id: format!("team-{}", h % 9),
+                team_alias: format!("Team \"{}\"", h % 9),
+                model: format!("m{}", (h >> 4) % 4),
+                api_key: format!("k{}", (h >> 8) % 13),
+                failed,
+                error_code: if failed { "429".into() } else { String::new() },
+                cache_hit: ["True", "False", ""][(h % 3) as usize].into(),
+                ..Default::default()
+            },
+            values: RowValues {
+                spend_pico: ((h % 1000) * 1_000_000) as i64,
+                v: [
+                    (h % 50) as i64,
+                    3,
+                    4,
+                    (h % 5) as i64,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                ],
+                bad_numbers: 0,
+                hist: [
+                    Some((h % 3_000_000) as i64),
+                    Some((h % 2_000_000) as i64),
+                    None,
+                    Some(1500),
+                    Some((h % 90_000) as i64),
+                ],
+            },
+        }
+    }
+
+    fn rendered(
+        r: &mut LedgerRenderer,
+        l: &Ledger,
+        t: &Thresholds,
+        sel: &Selection,
+    ) -> Vec<String> {
+        let (text, _) = r.render(l, &HashMap::new(), t, sel);
+        let mut v: Vec<String> = text
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(String::from)
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// At every step, the incrementally kept series are exactly what the live renderer serves for
+    /// the same ledger, with and without the series cap (whose folding changes as series appear).
+    #[test]
+    fn incremental_series_equal_the_full_render() {
+        for cap in [None, Some(5), Some(40)] {
+            let sel = Selection {
+                max_series: cap,
+                ..Default::default()
+            };
+            let t = Thresholds::new(&[0.005, 0.5, 1.0, 2.5], &[0.01, 0.1]);
+            let dir = tempfile::tempdir().expect("tempdir");
+            let mut ledger = Ledger::default();
+            let mut mapping = LedgerRenderer::default();
+            let mut full = LedgerRenderer::default();
+            let mut series = Series::new(&sel, &[], dir.path(), &t);
+            let mut n = 0;
+            for k in 0..40u64 {
+                let mut touched = Vec::new();
+                for _ in 0..(k % 5) * 3 {
+                    let r = row(n);
+                    n += 1;
+                    touched.push(
+                        ledger
+                            .class_index(&r.key)
+                            .unwrap_or(ledger.classes().len() as u32),
+                    );
+                    ledger.apply_row(r, false, &t);
+                }
+                touched.sort_unstable();
+                touched.dedup();
+                mapping.map_classes(&ledger, &HashMap::new(), &sel);
+                series.absorb(&ledger, &mapping, &touched);
+                series
+                    .emit(k, k as i64 * 60_000, 240_000, &mapping, &sel)
+                    .expect("emit");
+                assert_eq!(
+                    series.served(&mapping),
+                    rendered(&mut full, &ledger, &t, &sel),
+                    "step {k}, cap {cap:?}"
+                );
+            }
+            let folded = series
+                .served(&mapping)
+                .iter()
+                .any(|l| l.contains("\"other\""));
+            assert_eq!(folded, cap.is_some(), "the caps fold series");
+        }
+    }
+
+    #[test]
+    fn times_and_labels() {
+        let now = 1_800_000_000_000;
+        assert_eq!(parse_time("now", now), Ok(now));
+        assert_eq!(parse_time("now-1h", now), Ok(now - 3_600_000));
+        assert_eq!(parse_time("2026-01-01", now), Ok(1_767_225_600_000));
+        assert_eq!(
+            parse_time("2026-01-01T01:00:00Z", now),
+            Ok(1_767_225_600_000 + 3_600_000)
+        );
+        assert!(parse_time("yesterday", now).is_err());
+        assert_eq!(
+            parse_label("job=litellm"),
+            Ok(("job".into(), "litellm".into()))
+        );
+        assert!(parse_label("1x=y").is_err());
+        assert!(parse_label("novalue").is_err());
+        assert_eq!(Options::default_heartbeat(60_000), 240_000);
+        assert_eq!(Options::default_heartbeat(15_000), 240_000);
+        assert_eq!(Options::default_heartbeat(7_000), 294_000);
+    }
 }
