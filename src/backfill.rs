@@ -61,7 +61,8 @@ pub struct Options {
     pub labels: Vec<(String, String)>,
 }
 
-const DAY_MS: i64 = 24 * 3600 * 1000;
+const HOUR_MS: i64 = 3600 * 1000;
+const DAY_MS: i64 = 24 * HOUR_MS;
 /// Prometheus's default lookback: a sample older than this is not seen by an instant query.
 const LOOKBACK_MS: i64 = 5 * 60 * 1000;
 
@@ -656,7 +657,8 @@ pub async fn run(cfg: &Config, o: &Options) -> anyhow::Result<Summary> {
     tx.commit().await?;
     if let Some(oldest) = oldest.filter(|old| *old < o.from_ms) {
         let mut lo: Option<i64> = None;
-        let mut hi = (oldest + DAY_MS).min(o.from_ms);
+        // Hour chunks keep each grouped read well inside statement_timeout on busy days.
+        let mut hi = (oldest + HOUR_MS).min(o.from_ms);
         loop {
             let tx = db::read_tx(&mut client).await?;
             let groups = read::grouped(&tx, &p, lo, Some(hi)).await?;
@@ -669,7 +671,7 @@ pub async fn run(cfg: &Config, o: &Options) -> anyhow::Result<Summary> {
                 break;
             }
             lo = Some(hi);
-            hi = (hi + DAY_MS).min(o.from_ms);
+            hi = (hi + HOUR_MS).min(o.from_ms);
         }
         info!(rows = summary.rows, "Counted the rows before --from.");
     }
@@ -686,7 +688,7 @@ pub async fn run(cfg: &Config, o: &Options) -> anyhow::Result<Summary> {
 
     // Rows with startTime in [read_lo, t + 1 ms) are read before step t is written.
     let mut read_lo = o.from_ms;
-    let mut window_steps: i64 = (3600 * 1000 / step).max(1);
+    let mut window_steps: i64 = (HOUR_MS / step).max(1);
     let mut k: u64 = 0;
     let mut t = first;
     let mut file_start = t.div_euclid(o.file_ms) * o.file_ms;
