@@ -28,6 +28,10 @@ pub enum Command {
     Seed(SeedArgs),
     /// Validate a configuration file: every problem is one line naming its position, exit code 2;
     /// a valid file prints what will be exported.
+    /// Write the ledger's counters and histograms for a past time range as OpenMetrics files
+    /// for `promtool tsdb create-blocks-from openmetrics` (see the README's "Backfill").
+    /// Exporter flags such as --config.file go before the subcommand, so that labels match.
+    Backfill(BackfillArgs),
     CheckConfig {
         /// The YAML file to check.
         file: PathBuf,
@@ -148,4 +152,32 @@ pub struct SeedArgs {
     /// Stop live traffic after this long (e.g. 10m); forever if not given.
     #[arg(long)]
     pub duration: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct BackfillArgs {
+    /// First instant: YYYY-MM-DD (midnight UTC), an RFC 3339 time, now-<duration> (now-30d).
+    #[arg(long)]
+    pub from: String,
+    /// Last instant, same forms as --from.
+    #[arg(long, default_value = "now")]
+    pub to: String,
+    /// Time between samples (Prometheus's scrape interval for the past), whole seconds.
+    #[arg(long, default_value = "1m")]
+    pub step: String,
+    /// Directory for the OpenMetrics files (one per --file-span).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// A label Prometheus adds when it scrapes the exporter, added to every series so that
+    /// backfilled and live samples are one series: --label job=litellm --label instance=HOST:PORT.
+    #[arg(long = "label", value_name = "NAME=VALUE")]
+    pub labels: Vec<String>,
+    /// Write an unchanged series again after this long, below Prometheus's 5 min lookback, so
+    /// that every instant sees it; 0 writes changes only [default: the largest multiple of
+    /// --step below 5m].
+    #[arg(long)]
+    pub heartbeat: Option<String>,
+    /// Time covered by one output file (promtool reads one file per run) [default: 1d].
+    #[arg(long = "file-span", default_value = "1d")]
+    pub file_span: String,
 }

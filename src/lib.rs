@@ -12,6 +12,7 @@
 //! - `selfmetrics`, `state`: the exporter's own metrics; the state file.
 //! - `seed`: a generator of LiteLLM traffic for demos, tests and benchmarks (writes!).
 
+pub mod backfill;
 pub mod catalogue;
 pub mod cli;
 pub mod config;

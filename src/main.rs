@@ -5,9 +5,9 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use litellm_exporter::cli::{Cli, Command, SeedArgs};
+use litellm_exporter::cli::{BackfillArgs, Cli, Command, SeedArgs};
 use litellm_exporter::config::{self, Config, LogFormat};
-use litellm_exporter::{db, seed};
+use litellm_exporter::{backfill, db, seed};
 
 fn init_logging(level: &str, format: LogFormat) {
     use tracing_subscriber::prelude::*;
@@ -100,6 +100,79 @@ fn check_config(file: &std::path::Path) -> ExitCode {
     }
 }
 
+/// `backfill`: the same configuration as a live run (so the same series), then the history.
+fn run_backfill(
+    run: &litellm_exporter::cli::RunArgs,
+    a: &BackfillArgs,
+    rt: &tokio::runtime::Runtime,
+) -> ExitCode {
+    let cfg = match Config::build(run) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("litellm-exporter backfill: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(&cfg.log_level, cfg.log_format);
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    let opts = (|| -> Result<backfill::Options, String> {
+        let ms = |what: &str, s: &str| {
+            config::parse_duration(what, s)
+                .map(|d| d.as_millis() as i64)
+                .map_err(|e| e.to_string())
+        };
+        let step_ms = ms("--step", &a.step)?;
+        let heartbeat_ms = match a.heartbeat.as_deref() {
+            None => backfill::Options::default_heartbeat(step_ms),
+            Some("0") => 0,
+            Some(h) => ms("--heartbeat", h)?,
+        };
+        Ok(backfill::Options {
+            from_ms: backfill::parse_time(&a.from, now_ms).map_err(|e| format!("--from {e}"))?,
+            to_ms: backfill::parse_time(&a.to, now_ms).map_err(|e| format!("--to {e}"))?,
+            step_ms,
+            heartbeat_ms,
+            file_ms: ms("--file-span", &a.file_span)?,
+            out: a.out.clone(),
+            labels: a
+                .labels
+                .iter()
+                .map(|l| backfill::parse_label(l).map_err(|e| format!("--label {e}")))
+                .collect::<Result<_, _>>()?,
+        })
+    })()
+    .and_then(|o| o.validate().map(|()| o));
+    let opts = match opts {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("litellm-exporter backfill: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match rt.block_on(backfill::run(&cfg, &opts)) {
+        Ok(s) => {
+            println!(
+                "Wrote {} samples in {} files ({} rows, {} label classes, {} steps) to {}.",
+                s.samples,
+                s.files.len(),
+                s.rows,
+                s.classes,
+                s.steps,
+                opts.out.display()
+            );
+            println!("Next: for f in {}/*.om; do promtool tsdb create-blocks-from openmetrics \"$f\" DATA_DIR; done", opts.out.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!(
+                "litellm-exporter backfill: {}",
+                db::redact(&format!("{e:#}"))
+            );
+            ExitCode::from(1)
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -131,6 +204,9 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         };
+    }
+    if let Some(Command::Backfill(args)) = &cli.command {
+        return run_backfill(&cli.run, args, &runtime);
     }
     if let Some(Command::CheckConfig { file }) = &cli.command {
         return check_config(file);

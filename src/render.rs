@@ -78,7 +78,7 @@ pub fn push_header(out: &mut String, name: &str, help: &str, kind: &str) {
 
 /// Token-detail and cache families appear only once they have counted something, as in LiteLLM,
 /// which increments them only for positive values.
-fn only_when_positive(v: CounterValue) -> bool {
+pub fn only_when_positive(v: CounterValue) -> bool {
     !matches!(
         v,
         CounterValue::Requests
@@ -104,7 +104,7 @@ fn counts_class(f: &LedgerFamily, k: &ClassKey) -> bool {
 }
 
 /// A counter's contribution from one class, in the family's integer unit.
-fn counter_units(v: CounterValue, acc: &ClassAcc) -> u128 {
+pub fn counter_units(v: CounterValue, acc: &ClassAcc) -> u128 {
     match v {
         CounterValue::Requests | CounterValue::CacheHits | CounterValue::CacheMisses => {
             u128::from(acc.rows)
@@ -117,7 +117,7 @@ fn counter_units(v: CounterValue, acc: &ClassAcc) -> u128 {
 
 /// Integer units to the exposed value. Division by a constant keeps the mapping monotonic, so
 /// a counter whose integer grows never shows a smaller float.
-fn counter_value(v: CounterValue, units: u128) -> String {
+pub fn counter_value(v: CounterValue, units: u128) -> String {
     match v {
         CounterValue::Spend => fmt_value(units as f64 / 1e12),
         CounterValue::VideoSeconds => fmt_value(units as f64 / 1e6),
@@ -237,10 +237,40 @@ impl LedgerRenderer {
         }
     }
 
-    /// The series of class `c` in family `f`, or None if the family does not count the class.
-    fn series_of(&self, f: usize, c: usize, key: &ClassKey) -> Option<usize> {
+    /// Maps every class not yet mapped to its series, exactly as `render` does, for consumers
+    /// that keep their own per-series sums (the backfill). Returns false when an organization
+    /// rename reset the mapping (every class is then mapped afresh).
+    pub fn map_classes(
+        &mut self,
+        ledger: &Ledger,
+        org_aliases: &HashMap<String, String>,
+        sel: &Selection,
+    ) -> bool {
+        let kept = *org_aliases == self.org_aliases;
+        if !kept {
+            *self = LedgerRenderer {
+                org_aliases: org_aliases.clone(),
+                ..Default::default()
+            };
+        }
+        self.assign(ledger, sel);
+        kept
+    }
+
+    /// The series of class `c` in family `f`, or None if the family does not count the class
+    /// (or is not exported). The class must have been mapped (`map_classes` or `render`).
+    pub fn series_of(&self, f: usize, c: usize, key: &ClassKey) -> Option<usize> {
         let s = self.family_set[f]?;
         counts_class(&LEDGER_FAMILIES[f], key).then(|| self.class_series[c][s] as usize)
+    }
+
+    /// The label blocks (`{a="x"}`) of family `f`'s series, indexed by series id (empty when the
+    /// family is not exported).
+    pub fn blocks(&self, f: usize) -> &[String] {
+        match self.family_set.get(f).copied().flatten() {
+            Some(s) => &self.sets[s].blocks,
+            None => &[],
+        }
     }
 
     /// Renders every ledger family. Returns the text and the number of series per family.

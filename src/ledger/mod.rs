@@ -93,6 +93,11 @@ impl Ledger {
         &self.classes
     }
 
+    /// The index of a class in `classes()`, if it has been counted.
+    pub fn class_index(&self, key: &ClassKey) -> Option<u32> {
+        self.index.get(key).copied()
+    }
+
     pub fn remembered_rows(&self) -> usize {
         self.memo_len
     }

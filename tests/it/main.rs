@@ -5,6 +5,7 @@
 mod support;
 
 mod accounting;
+mod backfill;
 mod cardinality;
 mod cli;
 mod config;
