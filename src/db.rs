@@ -239,6 +239,10 @@ pub enum DbError {
     Group(#[from] GroupError),
     #[error("LiteLLM table {0} is missing (not a LiteLLM database, or a migration is running)")]
     MissingTable(&'static str),
+    /// The client-side bound on a refresh step: a frozen server or a silent network cannot
+    /// enforce `statement_timeout`, so the exporter gives up on its own clock.
+    #[error("no answer from the database within {0:?} (server frozen or network down?)")]
+    Timeout(std::time::Duration),
 }
 
 /// tokio-postgres prints "db error" for server errors; the server's own message says more.
@@ -267,7 +271,11 @@ impl DbError {
                 Some(c) if *c == tokio_postgres::error::SqlState::QUERY_CANCELED => "timeout",
                 Some(c) if *c == tokio_postgres::error::SqlState::UNDEFINED_TABLE => "schema",
                 Some(c) if *c == tokio_postgres::error::SqlState::UNDEFINED_COLUMN => "schema",
-                Some(c) if *c == tokio_postgres::error::SqlState::T_R_SERIALIZATION_FAILURE => {
+                // A hot standby cancels reads that conflict with replay with one of these two.
+                Some(c)
+                    if *c == tokio_postgres::error::SqlState::T_R_SERIALIZATION_FAILURE
+                        || *c == tokio_postgres::error::SqlState::T_R_DEADLOCK_DETECTED =>
+                {
                     "conflict"
                 }
                 Some(_) => "query",
@@ -275,6 +283,7 @@ impl DbError {
             },
             DbError::Group(_) => "query",
             DbError::MissingTable(_) => "schema",
+            DbError::Timeout(_) => "timeout",
         }
     }
 }

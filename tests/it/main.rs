@@ -10,6 +10,7 @@ mod config;
 mod data;
 mod entities;
 mod exporter;
+mod faults;
 mod harness;
 mod outage;
 mod role;
