@@ -236,13 +236,24 @@ pub enum DbError {
     #[error("query failed: {}", describe(.0))]
     Query(#[from] tokio_postgres::Error),
     #[error("{0}")]
-    Group(#[from] GroupError),
+    Group(GroupError),
     #[error("LiteLLM table {0} is missing (not a LiteLLM database, or a migration is running)")]
     MissingTable(&'static str),
     /// The client-side bound on a refresh step: a frozen server or a silent network cannot
     /// enforce `statement_timeout`, so the exporter gives up on its own clock.
     #[error("no answer from the database within {0:?} (server frozen or network down?)")]
     Timeout(std::time::Duration),
+}
+
+/// A server error inside a grouped read is a query error like any other, so that its SQLSTATE
+/// decides the kind (a recovery conflict during the catch-up is retried) and the log shows it.
+impl From<GroupError> for DbError {
+    fn from(e: GroupError) -> Self {
+        match e {
+            GroupError::Db(e) => DbError::Query(e),
+            other => DbError::Group(other),
+        }
+    }
 }
 
 /// tokio-postgres prints "db error" for server errors; the server's own message says more.

@@ -13,5 +13,6 @@ mod exporter;
 mod faults;
 mod harness;
 mod outage;
+mod replica;
 mod role;
 mod truth;
