@@ -347,6 +347,10 @@ pub enum DbError {
     Query(#[from] tokio_postgres::Error),
     #[error("LiteLLM table {0} is missing (not a LiteLLM database, or a migration is running)")]
     MissingTable(&'static str),
+    /// The client-side bound on a refresh step: a frozen server or a silent network cannot
+    /// enforce `statement_timeout`, so the exporter gives up on its own clock.
+    #[error("no answer from the database within {0:?} (server frozen or network down?)")]
+    Timeout(std::time::Duration),
 }
 
 /// The driver error inside a pool error, if any.
@@ -405,6 +409,7 @@ impl DbError {
             },
             DbError::Query(e) => Self::driver_kind(e),
             DbError::MissingTable(_) => "schema",
+            DbError::Timeout(_) => "timeout",
         }
     }
 
@@ -416,7 +421,11 @@ impl DbError {
             Some(c) if *c == tokio_postgres::error::SqlState::QUERY_CANCELED => "timeout",
             Some(c) if *c == tokio_postgres::error::SqlState::UNDEFINED_TABLE => "schema",
             Some(c) if *c == tokio_postgres::error::SqlState::UNDEFINED_COLUMN => "schema",
-            Some(c) if *c == tokio_postgres::error::SqlState::T_R_SERIALIZATION_FAILURE => {
+            // A hot standby cancels reads that conflict with replay with one of these two.
+            Some(c)
+                if *c == tokio_postgres::error::SqlState::T_R_SERIALIZATION_FAILURE
+                    || *c == tokio_postgres::error::SqlState::T_R_DEADLOCK_DETECTED =>
+            {
                 "conflict"
             }
             Some(c)

@@ -2,12 +2,15 @@
 //! whole exposition once, and publishes it for the HTTP side. It owns the ledger (no locks on the
 //! counting path), retries the database with backoff, and saves the state file.
 
+use std::collections::BTreeSet;
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use deadpool_postgres::Pool;
+use deadpool_postgres::{Object, Pool};
+use prometheus::IntCounter;
 use tracing::{debug, error, info, warn};
 
 use crate::config::Config;
@@ -19,7 +22,98 @@ use crate::ledger::Ledger;
 use crate::render::LedgerRenderer;
 use crate::schema::Schema;
 use crate::selfmetrics::SelfMetrics;
+use crate::sql;
 use crate::state;
+
+/// How often a read cancelled by a recovery conflict (on a hot-standby replica) is repeated at
+/// once, before the refresh counts as failed and backs off. A cancelled read changed nothing, so
+/// repeating it cannot count anything twice.
+const CONFLICT_RETRIES: u32 = 3;
+
+/// The time of the last sign of life of a refresh step: its start and every completed catch-up
+/// chunk. The client-side timeout counts from it, so that a long catch-up made of many bounded
+/// chunks is never cut, while a step that hears nothing from the server is.
+#[derive(Clone)]
+struct Heartbeat(Arc<Mutex<Instant>>);
+
+impl Heartbeat {
+    fn new() -> Self {
+        Heartbeat(Arc::new(Mutex::new(Instant::now())))
+    }
+
+    fn beat(&self) {
+        if let Ok(mut t) = self.0.lock() {
+            *t = Instant::now();
+        }
+    }
+
+    fn last(&self) -> Instant {
+        self.0.lock().map(|t| *t).unwrap_or_else(|_| Instant::now())
+    }
+}
+
+/// Runs one refresh step with a client-side timeout of `limit` without a heartbeat. The server
+/// enforces `statement_timeout` only while it runs: a frozen server (or a network that drops
+/// packets silently) would leave a query waiting forever. On timeout the step's future is
+/// dropped, and with it its [`Checkout`], which then closes the connection.
+async fn bounded<T>(
+    limit: Duration,
+    heartbeat: &Heartbeat,
+    step: impl Future<Output = Result<T, DbError>>,
+) -> Result<T, DbError> {
+    heartbeat.beat();
+    tokio::pin!(step);
+    loop {
+        let deadline = heartbeat.last() + limit;
+        tokio::select! {
+            r = &mut step => return r,
+            _ = tokio::time::sleep_until(deadline.into()) => {
+                if heartbeat.last() + limit <= Instant::now() {
+                    return Err(DbError::Timeout(limit));
+                }
+            }
+        }
+    }
+}
+
+/// A pooled connection for one refresh step. It goes back to the pool only through
+/// [`Checkout::release`], called when the step finished (with or without a server error: the
+/// pool's recycling check drops connections the server closed). If the step is abandoned instead
+/// (client-side timeout), the connection may still wait for an answer from a frozen server; it
+/// is detached from the pool and closed, so the next step gets a fresh one and nothing piles up.
+struct Checkout {
+    obj: Option<Object>,
+    discarded: IntCounter,
+}
+
+impl Checkout {
+    fn release(mut self) {
+        drop(self.obj.take());
+    }
+}
+
+impl std::ops::Deref for Checkout {
+    type Target = Object;
+    fn deref(&self) -> &Object {
+        self.obj.as_ref().expect("present until released")
+    }
+}
+
+impl std::ops::DerefMut for Checkout {
+    fn deref_mut(&mut self) -> &mut Object {
+        self.obj.as_mut().expect("present until released")
+    }
+}
+
+impl Drop for Checkout {
+    fn drop(&mut self) {
+        if let Some(obj) = self.obj.take() {
+            // Dropping the detached client aborts its connection task, which closes the socket.
+            drop(Object::take(obj));
+            self.discarded.inc();
+        }
+    }
+}
 
 /// What the HTTP side reads: the last rendered exposition and the readiness facts.
 pub struct Shared {
@@ -118,6 +212,13 @@ pub struct Refresher {
     state_checked: bool,
     last_save: Option<Instant>,
     last_progress_log: Instant,
+    heartbeat: Heartbeat,
+    /// Tables seen in this database since start. One that disappears later is taken for a
+    /// migration in progress: an error, with the last values kept, rather than a schema change.
+    known_tables: BTreeSet<&'static str>,
+    /// Known tables missing at the last detection; the schema is detected again every refresh
+    /// until they are back.
+    vanished: Vec<&'static str>,
 }
 
 impl Refresher {
@@ -153,7 +254,35 @@ impl Refresher {
             state_checked,
             last_save: None,
             last_progress_log: Instant::now(),
+            heartbeat: Heartbeat::new(),
+            known_tables: BTreeSet::new(),
+            vanished: Vec::new(),
         }
+    }
+
+    /// The client-side bound of a refresh step without progress: more than the pool's own
+    /// timeouts plus two statements, so that it only fires when the server does not answer.
+    fn step_timeout(&self) -> Duration {
+        2 * self.cfg.pool.statement_timeout + self.cfg.pool.connect_timeout
+    }
+
+    async fn checkout(&self) -> Result<Checkout, DbError> {
+        Ok(Checkout {
+            obj: Some(self.pool.get().await?),
+            discarded: self.shared.selfm.connections_discarded.clone(),
+        })
+    }
+
+    /// Counts a recovery conflict that is about to be retried; false when retries are used up
+    /// or the error is something else.
+    fn retry_conflict(&self, e: &DbError, attempt: &mut u32, step: &str) -> bool {
+        if e.kind() != "conflict" || *attempt >= CONFLICT_RETRIES {
+            return false;
+        }
+        *attempt += 1;
+        self.shared.selfm.error("conflict");
+        info!(step, attempt = *attempt, error = %e, "Read cancelled by a recovery conflict on the replica; repeating it.");
+        true
     }
 
     /// Runs until `shutdown` turns true, then saves the state file once more.
@@ -239,7 +368,19 @@ impl Refresher {
     /// One refresh. Returns false if the database could not be read (the last values stay).
     async fn cycle(&mut self) -> bool {
         let t0 = Instant::now();
-        let ledger_result = self.refresh_ledger().await;
+        let limit = self.step_timeout();
+        let heartbeat = self.heartbeat.clone();
+        let mut attempt = 0;
+        let ledger_result = loop {
+            match bounded(limit, &heartbeat, self.refresh_ledger()).await {
+                Err(e) if self.retry_conflict(&e, &mut attempt, "ledger") => continue,
+                r => break r,
+            }
+        };
+        // Known tables that vanished: detect again next time to see them come back.
+        if !self.vanished.is_empty() {
+            self.schema = None;
+        }
         self.shared
             .selfm
             .refresh_duration
@@ -257,10 +398,27 @@ impl Refresher {
         };
         let t1 = Instant::now();
         let entities_ok = if ledger_ok {
-            match self.refresh_entities().await {
+            let mut attempt = 0;
+            let result = loop {
+                match bounded(limit, &heartbeat, self.refresh_entities()).await {
+                    Err(e) if self.retry_conflict(&e, &mut attempt, "entities") => continue,
+                    r => break r,
+                }
+            };
+            match result {
                 Ok(()) => true,
                 Err(e) => {
-                    self.shared.selfm.error("entities");
+                    // A table gone or renamed is a schema problem; anything else stays under
+                    // "entities" as before.
+                    let kind = if e.kind() == "schema" {
+                        "schema"
+                    } else {
+                        "entities"
+                    };
+                    if kind == "schema" {
+                        self.schema = None;
+                    }
+                    self.shared.selfm.error(kind);
                     warn!(kind = e.kind(), error = %e, "Entity refresh failed; serving the last budget gauges.");
                     false
                 }
@@ -274,6 +432,10 @@ impl Refresher {
             .with_label_values(&["entities"])
             .set(t1.elapsed().as_secs_f64());
         let ok = ledger_ok && entities_ok;
+        self.shared
+            .selfm
+            .pool_connections
+            .set(self.pool.status().size as i64);
         self.shared.db_up.store(ok, Ordering::Relaxed);
         if ok {
             self.shared.selfm.last_success.set(unix_now());
@@ -281,10 +443,47 @@ impl Refresher {
         ok
     }
 
+    /// One ledger step on one pooled connection; the connection goes back to the pool only if
+    /// the step was not abandoned (see [`Checkout`]).
     async fn refresh_ledger(&mut self) -> Result<(), DbError> {
-        let mut client = self.pool.get().await?;
+        let mut client = self.checkout().await?;
+        let r = self.ledger_step(&mut client).await;
+        client.release();
+        r
+    }
+
+    /// The replica's state (a primary reports "not in recovery"), read every refresh so that
+    /// stale data on a lagging replica can be told from quiet traffic.
+    async fn read_replica_state(&self, client: &Object) -> Result<(), DbError> {
+        let r = client.query_one(sql::REPLICA, &[]).await?;
+        let in_recovery: bool = r.try_get("in_recovery")?;
+        let gap: Option<f64> = r.try_get("received_minus_replayed_bytes")?;
+        let last: Option<f64> = r.try_get("last_replay_unix")?;
+        let paused: Option<bool> = r.try_get("replay_paused")?;
+        let receiver: Option<bool> = r.try_get("receiver_up")?;
+        let now: f64 = r.try_get("now_unix")?;
+        let sm = &self.shared.selfm;
+        let gap = gap.unwrap_or(0.0).max(0.0);
+        sm.in_recovery.set(i64::from(in_recovery));
+        sm.replay_lag_bytes.set(gap);
+        sm.last_replay.set(last.unwrap_or(0.0));
+        // Everything received is replayed: the replica is as fresh as what it was sent, however
+        // old its last commit is (a quiet primary).
+        let lag = match last {
+            Some(t) if gap > 0.0 => (now - t).max(0.0),
+            _ => 0.0,
+        };
+        sm.replay_lag_seconds.set(lag);
+        sm.replay_paused.set(i64::from(paused.unwrap_or(false)));
+        sm.wal_receiver_up
+            .set(i64::from(receiver.unwrap_or(!in_recovery)));
+        Ok(())
+    }
+
+    async fn ledger_step(&mut self, client: &mut Object) -> Result<(), DbError> {
+        self.read_replica_state(client).await?;
         if self.schema.is_none() {
-            let schema = Schema::detect(&client).await?;
+            let schema = Schema::detect(client).await?;
             for (feature, present) in schema.features() {
                 self.shared
                     .selfm
@@ -292,16 +491,33 @@ impl Refresher {
                     .with_label_values(&[&feature])
                     .set(i64::from(present));
             }
-            if let Some(missing) = schema.missing_tables().first() {
-                if *missing == "LiteLLM_SpendLogs" && self.cfg.sources.ledger {
-                    return Err(DbError::MissingTable("LiteLLM_SpendLogs"));
+            let missing = schema.missing_tables();
+            self.vanished = missing
+                .iter()
+                .copied()
+                .filter(|t| self.known_tables.contains(t))
+                .collect();
+            self.known_tables.extend(
+                crate::schema::TABLES
+                    .iter()
+                    .copied()
+                    .filter(|t| schema.has_table(t)),
+            );
+            for t in &missing {
+                if self.vanished.contains(t) {
+                    warn!(
+                        table = t,
+                        "LiteLLM table disappeared (renamed or dropped by a migration?); serving its last values until it is back."
+                    );
+                } else {
+                    warn!(
+                        table = t,
+                        "LiteLLM table not found; the metrics that need it are off."
+                    );
                 }
             }
-            for t in schema.missing_tables() {
-                warn!(
-                    table = t,
-                    "LiteLLM table not found; the metrics that need it are off."
-                );
+            if missing.contains(&"LiteLLM_SpendLogs") && self.cfg.sources.ledger {
+                return Err(DbError::MissingTable("LiteLLM_SpendLogs"));
             }
             self.projection = Some(Projection::new(
                 &schema,
@@ -322,7 +538,7 @@ impl Refresher {
         if !self.state_checked {
             // A state file from before a database restore would name transactions that never
             // happened in this database; its positions cannot be trusted then.
-            let tx = db::read_tx(&mut client).await?;
+            let tx = db::read_tx(client).await?;
             let snap = read::snapshot(&tx).await?;
             tx.commit().await?;
             if self.tail.cursor.late_since > snap.xmax {
@@ -336,10 +552,12 @@ impl Refresher {
         if !self.tail.cursor.caught_up() {
             let shared = self.shared.clone();
             let last_log = &mut self.last_progress_log;
+            let heartbeat = self.heartbeat.clone();
             let started = Instant::now();
             info!("Catching up with the spend log.");
             self.tail
-                .catch_up(&mut client, &mut self.ledger, &projection, |p| {
+                .catch_up(client, &mut self.ledger, &projection, |p| {
+                    heartbeat.beat();
                     let ratio = match p.from_ms {
                         Some(from) if p.end_ms > from => {
                             (p.done_ms - from) as f64 / (p.end_ms - from) as f64
@@ -374,7 +592,7 @@ impl Refresher {
             self.shared.caught_up.store(true, Ordering::Relaxed);
             let r = self
                 .tail
-                .poll(&mut client, &mut self.ledger, &projection)
+                .poll(client, &mut self.ledger, &projection)
                 .await?;
             self.shared.selfm.poll_rows_read.set(r.rows_read as i64);
             debug!(
@@ -389,15 +607,25 @@ impl Refresher {
     }
 
     async fn refresh_entities(&mut self) -> Result<(), DbError> {
-        let mut client = self.pool.get().await?;
+        let mut client = self.checkout().await?;
+        let r = self.entities_step(&mut client).await;
+        client.release();
+        r
+    }
+
+    async fn entities_step(&mut self, client: &mut Object) -> Result<(), DbError> {
+        // A table that vanished keeps its last gauges (the whole last snapshot stays).
+        if let Some(t) = self
+            .vanished
+            .iter()
+            .copied()
+            .find(|t| *t != "LiteLLM_SpendLogs")
+        {
+            return Err(DbError::MissingTable(t));
+        }
         let schema = self.schema.clone().unwrap_or_default();
-        self.entities = entities::read(
-            &mut client,
-            &schema,
-            &self.cfg.entities,
-            &self.cfg.selection,
-        )
-        .await?;
+        self.entities =
+            entities::read(client, &schema, &self.cfg.entities, &self.cfg.selection).await?;
         SelfMetrics::catch_up_counter(
             &self.shared.selfm.bad_numbers,
             self.ledger.stats.bad_numbers + self.entities.bad_numbers,

@@ -26,6 +26,14 @@ pub struct SelfMetrics {
     pub folded_series: IntGaugeVec,
     pub folded_rows: IntCounterVec,
     pub web_config_reload_ok: IntGauge,
+    pub pool_connections: IntGauge,
+    pub connections_discarded: IntCounter,
+    pub in_recovery: IntGauge,
+    pub replay_lag_seconds: Gauge,
+    pub replay_lag_bytes: Gauge,
+    pub last_replay: Gauge,
+    pub replay_paused: IntGauge,
+    pub wal_receiver_up: IntGauge,
 }
 
 fn opts(name: &str, help: &str) -> Opts {
@@ -71,6 +79,14 @@ impl SelfMetrics {
             folded_series: reg!(IntGaugeVec::new(opts("litellm_exporter_folded_series", "Series beyond prometheus_metrics_max_series_per_metric, folded into the \"other\" series (counters, histograms) or dropped (gauges)."), &["family"])),
             folded_rows: reg!(IntCounterVec::new(opts("litellm_exporter_folded_rows_total", "Spend-log rows counted in the \"other\" series of a capped family."), &["family"])),
             web_config_reload_ok: reg!(IntGauge::with_opts(opts("litellm_exporter_web_config_last_reload_successful", "1 if the last (re)load of --web.config.file and --web.bearer-token-file succeeded, 0 if the last SIGHUP found an invalid file (the previous settings stay in force)."))),
+            pool_connections: reg!(IntGauge::with_opts(opts("litellm_exporter_pool_connections", "Database connections the exporter holds open (at most the pool size)."))),
+            connections_discarded: reg!(IntCounter::with_opts(opts("litellm_exporter_connections_discarded_total", "Connections closed instead of reused because a refresh step was abandoned on its client-side timeout (the server did not answer)."))),
+            in_recovery: reg!(IntGauge::with_opts(opts("litellm_exporter_database_in_recovery", "1 if the exporter reads a hot-standby replica (pg_is_in_recovery()), else 0."))),
+            replay_lag_seconds: reg!(Gauge::with_opts(opts("litellm_exporter_replica_replay_lag_seconds", "On a replica: seconds since the last replayed transaction committed on the primary, while received WAL waits to be replayed; 0 when everything received is replayed (a quiet primary) and on a primary."))),
+            replay_lag_bytes: reg!(Gauge::with_opts(opts("litellm_exporter_replica_replay_lag_bytes", "On a replica: WAL bytes received but not replayed yet; 0 on a primary."))),
+            last_replay: reg!(Gauge::with_opts(opts("litellm_exporter_replica_last_replay_timestamp_seconds", "On a replica: Unix time (primary's clock) of the last replayed commit; 0 on a primary or before the first replay."))),
+            replay_paused: reg!(IntGauge::with_opts(opts("litellm_exporter_replica_replay_paused", "1 if replay on the replica is paused (pg_wal_replay_pause()), else 0."))),
+            wal_receiver_up: reg!(IntGauge::with_opts(opts("litellm_exporter_replica_wal_receiver_up", "On a replica: 1 while a WAL receiver streams from the primary; 0 means the replica receives nothing new (its lag metrics cannot see that). 1 on a primary."))),
             registry: r,
         };
         // The files were valid at start, or the process would not have started.

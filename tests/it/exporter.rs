@@ -71,6 +71,11 @@ impl Exporter {
         }
     }
 
+    /// The exporter's process id (for /proc figures: memory, sockets).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
     pub fn log_text(&self) -> String {
         let mut s = String::new();
         if let Ok(mut f) = std::fs::File::open(&self.log) {

@@ -1029,3 +1029,140 @@ impl TestDb {
         client
     }
 }
+
+// ---- Streaming replicas --------------------------------------------------------------------
+// A hot-standby replica of a private cluster, for the exporter's read-replica tests. Everything
+// about replicas is in this block.
+
+impl Cluster {
+    /// A streaming hot-standby replica of this cluster, made with `pg_basebackup -R` into a
+    /// directory of its own and started on its own port. `extra_conf` is appended to the
+    /// replica's postgresql.conf (e.g. `max_standby_streaming_delay = 0`). Databases already on
+    /// the primary exist on the replica; reach them with [`Cluster::db`]. Stopped and deleted
+    /// when dropped, like any private cluster; drop it before its primary.
+    ///
+    /// The primary needs `wal_level` of at least `replica` and `max_wal_senders` > 0 (both
+    /// PostgreSQL 15 defaults, checked here since changing them needs a restart) and a
+    /// `replication` line in pg_hba.conf for 127.0.0.1, added here if missing.
+    pub fn replica(&self, extra_conf: &str) -> Cluster {
+        self.allow_replication();
+        let bin = pg_bin();
+        assert!(
+            bin.join("pg_basebackup").is_file(),
+            "pg_basebackup not found in {}: install PostgreSQL 15 (postgresql-15) or set PG_BIN",
+            bin.display()
+        );
+        let as_postgres = running_as_root();
+        let dir = make_dir(as_postgres).unwrap_or_else(|e| panic!("{e}"));
+        let janitor = spawn_piped(
+            Command::new("sh")
+                .args(["-c", JANITOR, "litellm-test-pg-janitor"])
+                .arg(&dir)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let port = free_port().unwrap_or_else(|e| panic!("{e}"));
+        let mut replica = Cluster {
+            data: dir.join("data"),
+            log: dir.join("postgres.log"),
+            dir,
+            port,
+            as_postgres,
+            server: Mutex::new(None),
+            janitor: Some(janitor),
+            templates: [OnceLock::new(), OnceLock::new()],
+            clone_lock: Mutex::new(()),
+        };
+        // -R writes standby.signal and primary_conninfo; -X stream copies the WAL needed to
+        // reach a consistent state; -c fast does not wait for a scheduled checkpoint.
+        let mut cmd = replica.server_command(&bin.join("pg_basebackup"));
+        cmd.arg("-D")
+            .arg(&replica.data)
+            .args(["-h", "127.0.0.1", "-U", "postgres", "-R", "-X", "stream"])
+            .args(["-c", "fast", "--no-sync"])
+            .arg("-p")
+            .arg(self.port.to_string());
+        let out = output(&mut cmd).unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            out.status.success(),
+            "pg_basebackup from port {} failed ({}):\n{}",
+            self.port,
+            out.status,
+            output_text(&out)
+        );
+        // The copied postgresql.conf is the primary's; later lines win.
+        let conf = format!(
+            "\n# replica (tests/support/pg.rs)\nport = {port}\n\
+             unix_socket_directories = '{}'\nhot_standby = on\n{extra_conf}\n",
+            conf_quote(&replica.dir.display().to_string())
+        );
+        OpenOptions::new()
+            .append(true)
+            .open(replica.data.join("postgresql.conf"))
+            .and_then(|mut f| f.write_all(conf.as_bytes()))
+            .unwrap_or_else(|e| panic!("cannot configure the replica: {e}"));
+        let server = replica.spawn_server().unwrap_or_else(|e| panic!("{e}"));
+        *replica.server.get_mut().unwrap() = Some(server);
+        assert_eq!(
+            replica.psql("postgres", "SELECT pg_is_in_recovery()"),
+            "t",
+            "the replica is not in recovery; log:\n{}",
+            replica.log_tail(30)
+        );
+        replica
+    }
+
+    /// A handle on database `name`, which exists on this cluster already (e.g. a database of
+    /// the primary, on a replica).
+    pub fn db(&self, name: &str) -> TestDb {
+        TestDb::new(name.to_string(), self.port)
+    }
+
+    /// Waits until this replica has replayed everything `primary` had written when called.
+    pub fn wait_replayed(&self, primary: &Cluster) {
+        let lsn = primary.psql("postgres", "SELECT pg_current_wal_lsn()");
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            let done = self.psql(
+                "postgres",
+                &format!("SELECT pg_last_wal_replay_lsn() >= '{lsn}'::pg_lsn"),
+            );
+            if done == "t" {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "replica did not replay up to {lsn} within {READY_TIMEOUT:?}; log:\n{}",
+                self.log_tail(30)
+            );
+            sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn allow_replication(&self) {
+        let wal_level = self.psql("postgres", "SHOW wal_level");
+        let senders: i64 = self
+            .psql("postgres", "SHOW max_wal_senders")
+            .parse()
+            .unwrap_or(0);
+        assert!(
+            (wal_level == "replica" || wal_level == "logical") && senders > 0,
+            "the primary cannot stream WAL (wal_level = {wal_level}, max_wal_senders = {senders})"
+        );
+        let hba = self.data.join("pg_hba.conf");
+        let text = fs::read_to_string(&hba).unwrap_or_else(|e| panic!("{}: {e}", hba.display()));
+        let allowed = text.lines().any(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.len() >= 5 && f[0] == "host" && f[1] == "replication" && f[3] == "127.0.0.1/32"
+        });
+        if !allowed {
+            OpenOptions::new()
+                .append(true)
+                .open(&hba)
+                .and_then(|mut f| f.write_all(b"\nhost replication postgres 127.0.0.1/32 trust\n"))
+                .unwrap_or_else(|e| panic!("cannot append to {}: {e}", hba.display()));
+            self.psql("postgres", "SELECT pg_reload_conf()");
+        }
+    }
+}
