@@ -49,6 +49,7 @@ pub struct RunArgs {
     )]
     pub db_url: Option<String>,
     /// A file holding the database URL (a mounted secret); used when --db-url is not given.
+    /// Re-read on SIGHUP, so that a rotated password is picked up without a restart.
     #[arg(
         long = "db-url-file",
         env = "LITELLM_EXPORTER_DB_URL_FILE",

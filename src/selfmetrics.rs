@@ -67,7 +67,7 @@ impl SelfMetrics {
             refresh_duration: reg!(GaugeVec::new(opts("litellm_exporter_refresh_duration_seconds", "Wall time of the last refresh, by step (ledger, entities, render)."), &["source"])),
             rows_ingested: reg!(IntCounter::with_opts(opts("litellm_exporter_rows_ingested_total", "Distinct spend-log rows counted into the counters."))),
             ingest_lag: reg!(Gauge::with_opts(opts("litellm_exporter_ingest_lag_seconds", "Database time now minus the newest startTime counted; grows while no traffic arrives."))),
-            errors: reg!(IntCounterVec::new(opts("litellm_exporter_errors_total", "Failed refreshes by kind (connect, timeout, query, schema, conflict, entities, state)."), &["kind"])),
+            errors: reg!(IntCounterVec::new(opts("litellm_exporter_errors_total", "Failed refreshes by kind (connect, auth, tls, tls_unavailable, tls_unknown_ca, tls_hostname, timeout, query, schema, conflict, entities, state, db_url_file)."), &["kind"])),
             series: reg!(IntGaugeVec::new(opts("litellm_exporter_series", "Series exported per LiteLLM metric family."), &["family"])),
             bad_numbers: reg!(IntCounter::with_opts(opts("litellm_exporter_bad_numbers_total", "NaN, infinite, negative or absurd numbers in LiteLLM's tables that were counted as 0 or skipped."))),
             corrections_ignored: reg!(IntCounter::with_opts(opts("litellm_exporter_corrections_ignored_total", "Rewritten spend-log rows whose shrinking values or changed labels were not applied, so that no counter decreases."))),
@@ -99,7 +99,19 @@ impl SelfMetrics {
 
     /// Error kinds, created at zero so that `rate()` and alerts see them before the first error.
     pub const ERROR_KINDS: &'static [&'static str] = &[
-        "connect", "timeout", "query", "schema", "conflict", "entities", "state",
+        "connect",
+        "auth",
+        "tls",
+        "tls_unavailable",
+        "tls_unknown_ca",
+        "tls_hostname",
+        "timeout",
+        "query",
+        "schema",
+        "conflict",
+        "entities",
+        "state",
+        "db_url_file",
     ];
 
     pub fn error(&self, kind: &str) {
