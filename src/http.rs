@@ -9,7 +9,6 @@
 //! connection finish its request, and cut the rest after `--web.drain-timeout`.
 
 use std::convert::Infallible;
-use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,23 +37,27 @@ fn landing(path: &str) -> String {
 /// The rendered families (shared, not copied) followed by the self-metrics, encoded per request
 /// so that they are current even while a long catch-up runs.
 fn metrics(shared: &Shared, gzip: bool) -> Response<Body> {
-    let expo = shared.exposition();
+    let published = shared.exposition();
     let own = Bytes::from(shared.selfm.encode());
     let builder = Response::builder()
         .status(StatusCode::OK)
         .header(header::CONTENT_TYPE, CONTENT_TYPE);
     if gzip {
-        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        if enc.write_all(&expo).is_ok() && enc.write_all(&own).is_ok() {
-            if let Ok(z) = enc.finish() {
-                return builder
-                    .header(header::CONTENT_ENCODING, "gzip")
-                    .body(Body::from(z))
-                    .unwrap_or_default();
-            }
-        }
+        // The families are compressed once per refresh, by the first gzip scrape (others wait
+        // for it); moving the thread out of the async pool keeps other requests answered.
+        let prefix = tokio::task::block_in_place(|| {
+            published
+                .gzip
+                .get_or_init(|| crate::gzip::Prefix::new(&published.plain))
+        });
+        let chunks = prefix.body(&own).map(Ok::<_, Infallible>);
+        return builder
+            .header(header::CONTENT_ENCODING, "gzip")
+            .body(Body::wrap_stream(futures_util::stream::iter(chunks)))
+            .unwrap_or_default();
     }
-    let chunks = futures_util::stream::iter([Ok::<_, Infallible>(expo), Ok(own)]);
+    let chunks =
+        futures_util::stream::iter([Ok::<_, Infallible>(published.plain.clone()), Ok(own)]);
     builder.body(Body::wrap_stream(chunks)).unwrap_or_default()
 }
 

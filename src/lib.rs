@@ -8,7 +8,8 @@
 //! - `entities`: budget, limit and count gauges rebuilt from the entity tables.
 //! - `catalogue`, `render`: metric names and label sets; the text exposition.
 //! - `refresh`: the loop that reads, renders and publishes; `http`: serving it (TLS, auth,
-//!   drain), `web_config`: the web configuration file and its reload.
+//!   drain), `web_config`: the web configuration file and its reload, `gzip`: the compressed
+//!   exposition, made once per refresh.
 //! - `selfmetrics`, `state`: the exporter's own metrics; the state file.
 //! - `seed`: a generator of LiteLLM traffic for demos, tests and benchmarks (writes!).
 
@@ -18,6 +19,7 @@ pub mod cli;
 pub mod config;
 pub mod db;
 pub mod entities;
+pub mod gzip;
 pub mod http;
 pub mod ledger;
 pub mod refresh;

@@ -115,9 +115,16 @@ impl Drop for Checkout {
     }
 }
 
+/// One published exposition: the text, and its gzip prefix made on the first gzip scrape.
+#[derive(Default)]
+pub struct Published {
+    pub plain: Bytes,
+    pub gzip: std::sync::OnceLock<crate::gzip::Prefix>,
+}
+
 /// What the HTTP side reads: the last rendered exposition and the readiness facts.
 pub struct Shared {
-    exposition: RwLock<Bytes>,
+    exposition: RwLock<Arc<Published>>,
     pub selfm: SelfMetrics,
     caught_up: AtomicBool,
     db_up: AtomicBool,
@@ -130,7 +137,7 @@ pub struct Shared {
 impl Default for Shared {
     fn default() -> Self {
         Shared {
-            exposition: RwLock::new(Bytes::new()),
+            exposition: RwLock::new(Arc::new(Published::default())),
             selfm: SelfMetrics::new(),
             caught_up: AtomicBool::new(false),
             db_up: AtomicBool::new(false),
@@ -141,7 +148,7 @@ impl Default for Shared {
 }
 
 impl Shared {
-    pub fn exposition(&self) -> Bytes {
+    pub fn exposition(&self) -> Arc<Published> {
         self.exposition
             .read()
             .map(|b| b.clone())
@@ -149,8 +156,12 @@ impl Shared {
     }
 
     fn publish(&self, body: String) {
+        let next = Arc::new(Published {
+            plain: Bytes::from(body),
+            gzip: std::sync::OnceLock::new(),
+        });
         if let Ok(mut b) = self.exposition.write() {
-            *b = Bytes::from(body);
+            *b = next;
         }
     }
 

@@ -146,4 +146,38 @@ async fn endpoints_and_gzip() {
         .await
         .expect("body")
         .contains("litellm_exporter_database_up 1"));
+
+    // The raw gzip body (compressed prefix + per-request suffix) is one valid gzip member whose
+    // text equals the identity body, apart from self-metrics that move between requests.
+    let raw = reqwest::Client::builder()
+        .gzip(false)
+        .build()
+        .expect("client");
+    let url = format!("http://127.0.0.1:{}/custom/path", e.port);
+    let r = raw
+        .get(&url)
+        .header("Accept-Encoding", "gzip")
+        .send()
+        .await
+        .expect("raw gzip scrape");
+    assert_eq!(
+        r.headers()
+            .get("content-encoding")
+            .and_then(|v| v.to_str().ok()),
+        Some("gzip")
+    );
+    let bytes = r.bytes().await.expect("gzip body");
+    let mut decoder = flate2::read::GzDecoder::new(&bytes[..]);
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut decoder, &mut text).expect("valid gzip");
+    assert!(decoder.into_inner().is_empty(), "one gzip member only");
+    let (_, plain) = e.get("/custom/path").await;
+    let stable = |t: &str| -> Vec<String> {
+        t.lines()
+            .filter(|l| !l.contains("litellm_exporter_"))
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(stable(&text), stable(&plain));
+    assert!(text.ends_with('\n') && text.contains("litellm_exporter_build_info{"));
 }
