@@ -237,8 +237,17 @@ async fn hostile_rows_keep_the_exposition_valid_and_finite() {
     );
     assert!(s.value("litellm_exporter_bad_numbers_total").unwrap_or(0.0) >= 4.0);
     assert_eq!(s.value("litellm_exporter_database_up"), Some(1.0));
-    // The 1 MB alias is capped, the hostile team id survives escaping intact.
-    assert!(body.len() < 200_000, "exposition is {} bytes", body.len());
+    // The 1 MB alias is capped at 1024 characters in every label; the hostile team id survives
+    // escaping intact.
+    let longest = s
+        .samples
+        .iter()
+        .flat_map(|x| x.labels.values())
+        .map(|v| v.chars().count())
+        .max()
+        .unwrap_or(0);
+    assert_eq!(longest, 1024, "the longest label value is the capped alias");
+    assert!(body.len() < 400_000, "exposition is {} bytes", body.len());
     let teams = s.sum_by("litellm_proxy_total_requests_metric_total", "team");
     assert!(
         teams
