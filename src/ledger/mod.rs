@@ -213,6 +213,25 @@ impl Ledger {
         Applied::New
     }
 
+    /// Adds everything `chunk` counted (rows it did not remember) to this ledger. The catch-up
+    /// counts each chunk into a ledger of its own and absorbs it only once the chunk's read has
+    /// completed: a read that fails halfway (a recovery conflict, a killed session) is retried
+    /// from its start, and the rows it had already streamed must not count twice.
+    pub fn absorb(&mut self, chunk: Ledger) {
+        debug_assert_eq!(chunk.memo_len, 0, "absorbed chunks remember no rows");
+        for entry in chunk.classes {
+            let i = self.intern(entry.key) as usize;
+            self.classes[i].acc.merge(&entry.acc);
+        }
+        let s = chunk.stats;
+        self.stats.rows_ingested += s.rows_ingested;
+        self.stats.bad_numbers = self.stats.bad_numbers.saturating_add(s.bad_numbers);
+        self.stats.corrections_ignored += s.corrections_ignored;
+        if let Some(n) = s.newest_start_ms {
+            self.note_start(n);
+        }
+    }
+
     /// Forgets rows that started before `before_ms`: no read will return them again.
     pub fn forget_before(&mut self, before_ms: i64) {
         let mut removed = 0;
@@ -267,6 +286,43 @@ mod tests {
         assert_eq!(acc.rows, 1);
         assert_eq!(acc.add.spend_pico, 30);
         assert_eq!(acc.hist[0].count, 1);
+    }
+
+    #[test]
+    fn an_absorbed_chunk_counts_like_its_rows() {
+        let rows = || {
+            vec![
+                row("a", 1, 10, "t"),
+                row("b", 1, 20, "u"),
+                row("c", 1, 5, "t"),
+            ]
+        };
+        let mut direct = Ledger::default();
+        direct.apply_row(row("z", 1, 1, "u"), false, &t());
+        let mut via_chunk = direct.clone();
+        for r in rows() {
+            direct.apply_row(r, false, &t());
+        }
+        let mut chunk = Ledger::default();
+        for r in rows() {
+            chunk.apply_row(r, false, &t());
+        }
+        via_chunk.absorb(chunk);
+        let view = |l: &Ledger| {
+            let mut v: Vec<_> = l
+                .classes()
+                .iter()
+                .map(|c| (c.key.team_id.clone(), c.acc.clone()))
+                .collect();
+            v.sort_by(|a, b| a.0.cmp(&b.0));
+            v
+        };
+        assert_eq!(view(&via_chunk), view(&direct));
+        assert_eq!(via_chunk.stats.rows_ingested, 4);
+        assert_eq!(
+            via_chunk.stats.newest_start_ms,
+            direct.stats.newest_start_ms
+        );
     }
 
     #[test]

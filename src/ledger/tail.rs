@@ -186,13 +186,23 @@ impl Tail {
             } else {
                 read::snapshot(&tx).await?.xmax
             };
+            // Counted apart, and absorbed only once the whole chunk has been read (see
+            // `Ledger::absorb`); the position moves past the chunk before anything else awaits,
+            // so that no later failure makes it read again.
+            let mut chunk = Ledger::default();
             let n = read::each_row(&tx, p, lo, Some(hi), since, xmax, |r| {
-                ledger.apply_row(r, false, &p.thresholds);
+                chunk.apply_row(r, false, &p.thresholds);
             })
             .await?;
+            tx.commit().await?;
+            ledger.absorb(chunk);
+            self.cursor.phase = Phase::CatchUp {
+                next_ms: Some(hi),
+                end_ms: Some(end_ms),
+                since,
+            };
             rows_done += n;
             let empty = n == 0;
-            tx.commit().await?;
             let took = started.elapsed();
             if took < self.cfg.chunk_target / 4 {
                 self.cursor.chunk_ms = (self.cursor.chunk_ms * 2).min(MAX_CHUNK_MS);
