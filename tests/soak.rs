@@ -11,9 +11,11 @@
 //! legitimate growth until rows start being forgotten (lateness + 5 min). The soak therefore
 //! runs with a 1 min lateness, so that memory reaches its steady state after 6 of the 10
 //! minutes; the baseline is the median RSS of the samples between 60 % and 67 % of the run,
-//! and the largest RSS of the last third may exceed it by at most 15 % (plus 2 MiB of
-//! allocator noise). The remembered-rows gauge must be flat over the same window, which shows
-//! the steady state was reached. Database sessions may never exceed the pool size.
+//! and the median RSS of the last tenth may exceed it by at most 10 % (plus 2 MiB of allocator
+//! noise, plus the share of series added meanwhile: new label classes are kept for good).
+//! Medians, because a refresh briefly holds two expositions: single samples spike, a leak moves
+//! the median. The remembered-rows gauge must be flat over the same window, which shows the
+//! steady state was reached. Database sessions may never exceed the pool size.
 
 #[path = "support/mod.rs"]
 mod support;
@@ -173,6 +175,9 @@ async fn soak_memory_and_connections_stay_flat() {
     assert!(!base.is_empty() && !last.is_empty(), "too few samples");
     let baseline = median(base.iter().map(|s| s.rss_kib).collect());
     let peak = last.iter().map(|s| s.rss_kib).max().unwrap_or(0);
+    let tail: Vec<&Sample> = samples.iter().filter(|s| frac(s) >= 0.90).collect();
+    assert!(!tail.is_empty(), "too few samples at the end");
+    let end_median = median(tail.iter().map(|s| s.rss_kib).collect());
     let first = &samples[0];
     let end = samples.last().expect("samples");
     let rem_base = base.iter().map(|s| s.remembered).fold(0.0, f64::max);
@@ -200,12 +205,12 @@ async fn soak_memory_and_connections_stay_flat() {
     }
     eprintln!(
         "soak: rows ingested {} -> {}; RSS at start {} KiB, baseline (60-67 %) {baseline} KiB, \
-         peak of the last third {peak} KiB ({:+.1} %); remembered rows {rem_base} -> at most \
+         median of the last tenth {end_median} KiB ({:+.1} %), peak of the last third {peak} KiB; remembered rows {rem_base} -> at most \
          {rem_peak}; series {series_base} -> {} ({:+.1} %); sessions at most {max_sessions}",
         first.rows,
         end.rows,
         first.rss_kib,
-        (peak as f64 / baseline as f64 - 1.0) * 100.0,
+        (end_median as f64 / baseline as f64 - 1.0) * 100.0,
         end.series,
         series_growth * 100.0
     );
@@ -220,9 +225,9 @@ async fn soak_memory_and_connections_stay_flat() {
          state, the memory criterion would be meaningless"
     );
     assert!(
-        peak as f64 <= baseline as f64 * (1.15 + series_growth) + 2048.0,
-        "resident memory grows: baseline {baseline} KiB, last third up to {peak} KiB, while \
-         the series grew by {:.1} %",
+        end_median as f64 <= baseline as f64 * (1.10 + series_growth) + 2048.0,
+        "resident memory grows: baseline {baseline} KiB, median of the last tenth {end_median} \
+         KiB, while the series grew by {:.1} %",
         series_growth * 100.0
     );
     assert!(max_sessions <= POOL);
