@@ -212,10 +212,9 @@ pub async fn rows(
     since: i64,
     xmax: i64,
 ) -> Result<Vec<RawRow>, tokio_postgres::Error> {
-    let (lo, hi) = (bound(lo, false), bound(hi, true));
-    let base: [&(dyn tokio_postgres::types::ToSql + Sync); 4] = [&lo, &hi, &since, &xmax];
-    let out = tx.query(&p.rows_sql, &p.params(&base)).await?;
-    out.iter().map(|r| decode_row(r, p.extras.len())).collect()
+    let mut out = Vec::new();
+    each_row(tx, p, lo, hi, since, xmax, |r| out.push(r)).await?;
+    Ok(out)
 }
 
 fn decode_row(r: &Row, extras: usize) -> Result<RawRow, tokio_postgres::Error> {
