@@ -20,6 +20,9 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock build.rs ./
 COPY src ./src
 COPY sql ./sql
+# Cargo.toml declares the scrape benchmark's target; cargo reads its file even when building only
+# the binary.
+COPY benches ./benches
 ARG LITELLM_EXPORTER_REVISION=unknown
 ENV LITELLM_EXPORTER_REVISION=${LITELLM_EXPORTER_REVISION}
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
