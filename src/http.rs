@@ -43,8 +43,12 @@ fn metrics(shared: &Shared, gzip: bool) -> Response<Body> {
         .status(StatusCode::OK)
         .header(header::CONTENT_TYPE, CONTENT_TYPE);
     if gzip {
-        // The families are compressed once per refresh, by the first gzip scrape (others wait
-        // for it); moving the thread out of the async pool keeps other requests answered.
+        shared
+            .gzip_wanted
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        // The families are compressed once per refresh: by the refresh loop once a gzip scrape
+        // was seen, else by this first one (others wait for it); moving the thread out of the
+        // async pool keeps other requests answered.
         let prefix = tokio::task::block_in_place(|| {
             published
                 .gzip

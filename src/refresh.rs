@@ -132,6 +132,9 @@ pub struct Shared {
     ready: AtomicBool,
     /// Catch-up progress in per-mille, for the readiness message.
     progress: AtomicU64,
+    /// Set by the first gzip scrape: from then on each refresh compresses what it publishes, so
+    /// that scrapes (Prometheus always asks for gzip) only send bytes.
+    pub gzip_wanted: AtomicBool,
 }
 
 impl Default for Shared {
@@ -143,6 +146,7 @@ impl Default for Shared {
             db_up: AtomicBool::new(false),
             ready: AtomicBool::new(false),
             progress: AtomicU64::new(0),
+            gzip_wanted: AtomicBool::new(false),
         }
     }
 }
@@ -160,6 +164,10 @@ impl Shared {
             plain: Bytes::from(body),
             gzip: std::sync::OnceLock::new(),
         });
+        if self.gzip_wanted.load(Ordering::Relaxed) {
+            next.gzip
+                .get_or_init(|| crate::gzip::Prefix::new(&next.plain));
+        }
         if let Ok(mut b) = self.exposition.write() {
             *b = next;
         }
@@ -685,7 +693,8 @@ impl Refresher {
                 );
             }
         }
-        self.shared.publish(body);
+        // Compressing (when scrapes ask for gzip) is CPU work like rendering.
+        tokio::task::block_in_place(|| self.shared.publish(body));
         sm.refresh_duration
             .with_label_values(&["render"])
             .set(t0.elapsed().as_secs_f64());
