@@ -6,8 +6,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::catalogue::Label;
 
-/// The raw dimensions of a row, as produced by `sql/ledger/project.sql` (already coalesced to
-/// `""` and capped at 1024 characters). Two rows with equal keys are indistinguishable to every
+/// The raw dimensions of a row, as produced by `ledger::project` (missing values as `""`,
+/// capped at 1024 characters). Two rows with equal keys are indistinguishable to every
 /// family, so totals are kept per key.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 pub struct ClassKey {
@@ -42,44 +42,7 @@ pub struct ClassKey {
     pub extras: Vec<String>,
 }
 
-/// Number of text columns before `failed` in the projection; `from_row` relies on the order.
-pub const KEY_COLUMNS: usize = 22;
-
 impl ClassKey {
-    /// Reads the 22 key columns starting at `first` (the projection's order).
-    pub fn from_row(
-        row: &tokio_postgres::Row,
-        first: usize,
-    ) -> Result<Self, tokio_postgres::Error> {
-        let s = |i: usize| -> Result<String, tokio_postgres::Error> { row.try_get(first + i) };
-        Ok(ClassKey {
-            api_key: s(0)?,
-            key_alias: s(1)?,
-            team_id: s(2)?,
-            team_alias: s(3)?,
-            user_id: s(4)?,
-            user_email: s(5)?,
-            end_user: s(6)?,
-            org_id: s(7)?,
-            model: s(8)?,
-            model_group: s(9)?,
-            original_model_group: s(10)?,
-            model_id: s(11)?,
-            api_base: s(12)?,
-            provider: s(13)?,
-            client_ip: s(14)?,
-            user_agent: s(15)?,
-            service_tier: s(16)?,
-            failed: row.try_get(first + 17)?,
-            error_code: s(18)?,
-            error_class: s(19)?,
-            error_provider: s(20)?,
-            cache_hit: s(21)?,
-            stream: String::new(),
-            extras: Vec::new(),
-        })
-    }
-
     pub fn is_cache_hit(&self) -> bool {
         self.cache_hit == "True"
     }

@@ -12,6 +12,7 @@
 //!   longer change the totals.
 
 pub mod class;
+pub mod project;
 pub mod read;
 pub mod tail;
 pub mod values;

@@ -3,10 +3,10 @@
 //! read; that is `tail`'s job.
 
 use chrono::Datelike;
-use tokio_postgres::{Row, Transaction};
+use tokio_postgres::Transaction;
 
-use super::class::{ClassKey, KEY_COLUMNS};
-use super::values::{RowValues, Thresholds, NV};
+use super::project;
+use super::values::Thresholds;
 use super::RawRow;
 use crate::schema::Schema;
 use crate::sql;
@@ -29,11 +29,14 @@ pub enum Extra {
     Tag(String),
 }
 
-/// The two ledger statements for one schema and one label configuration.
+/// The ledger's row statement for one schema and one label configuration, and the rules that
+/// turn its rows into raw facts (`project`).
 #[derive(Debug, Clone)]
 pub struct Projection {
     rows_sql: String,
     pub thresholds: Thresholds,
+    identity: Identity,
+    stream: bool,
     extras: Vec<Extra>,
 }
 
@@ -52,73 +55,56 @@ impl Projection {
                 "NULL::text"
             }
         };
-        let opt = |on: bool, expr: &'static str| if on { expr } else { "''::text" };
-        // Values of custom labels travel as parameters ($5, $6, ...), never inside the SQL text.
-        let mut extra_cols = String::new();
-        for (i, e) in extras.iter().enumerate() {
+        // Person-identifying columns that are off never leave the database.
+        let opt = |on: bool, expr: &'static str| if on { expr } else { "NULL::text" };
+        // Tag patterns travel as parameters ($5, $6, ...), never inside the SQL text.
+        let mut tags = String::new();
+        for i in 0..extras.iter().filter(|e| matches!(e, Extra::Tag(_))).count() {
             let n = i + 5;
-            let expr = match e {
-                Extra::Metadata(_) => format!(
-                    "left(coalesce(m.md->'spend_logs_metadata' #>> ${n}::text[], m.md #>> ${n}::text[], ''), 1024)"
-                ),
-                Extra::Tag(_) => format!(
-                    "CASE WHEN EXISTS (SELECT 1 FROM jsonb_array_elements_text(CASE WHEN jsonb_typeof(s.request_tags) = 'array' THEN s.request_tags ELSE '[]'::jsonb END) tag(v) WHERE tag.v LIKE ${n}::text) THEN 'true' ELSE 'false' END"
-                ),
-            };
-            extra_cols.push_str(&format!(",\n  {expr} AS x{i}"));
+            tags.push_str(&format!(
+                ",\n  EXISTS (SELECT 1 FROM jsonb_array_elements_text(CASE WHEN jsonb_typeof(s.request_tags) = 'array' THEN s.request_tags ELSE '[]'::jsonb END) tag(v) WHERE tag.v LIKE ${n}::text)"
+            ));
         }
-        let stream_expr = if stream {
-            "CASE WHEN d.ttft_us IS NOT NULL THEN 'True' ELSE 'False' END"
-        } else {
-            "''::text"
-        };
-        let projection = sql::fill(
+        let rows_sql = sql::fill(
             sql::LEDGER_PROJECT,
             &[
-                ("stream", stream_expr),
-                ("extras", &extra_cols),
-                ("status", col("status", "s.status")),
+                ("tags", &tags),
+                ("status", col("status", "s.status::text")),
                 (
                     "organization_id",
-                    col("organization_id", "s.organization_id"),
-                ),
-                (
-                    "user_email",
-                    opt(
-                        identity.user_email,
-                        "left(coalesce(m.md->>'user_api_key_user_email', ''), 1024)",
-                    ),
+                    col("organization_id", "s.organization_id::text"),
                 ),
                 (
                     "end_user",
-                    opt(identity.end_user, "left(coalesce(s.end_user, ''), 1024)"),
+                    opt(identity.end_user, col("end_user", "s.end_user::text")),
                 ),
                 (
                     "client_ip",
                     opt(
                         identity.client_ip,
-                        "left(coalesce(s.requester_ip_address, ''), 1024)",
+                        col("requester_ip_address", "s.requester_ip_address::text"),
                     ),
                 ),
             ],
         );
         Projection {
-            rows_sql: projection,
+            rows_sql,
             thresholds,
+            identity,
+            stream,
             extras: extras.to_vec(),
         }
     }
 
-    /// The four bounds of every ledger read followed by the custom labels' parameters.
+    /// The four bounds of every ledger read followed by the tag labels' patterns.
     fn params<'a>(
         &'a self,
         base: &'a [&'a (dyn tokio_postgres::types::ToSql + Sync); 4],
     ) -> Vec<&'a (dyn tokio_postgres::types::ToSql + Sync)> {
         let mut v: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = base.to_vec();
         for e in &self.extras {
-            match e {
-                Extra::Metadata(path) => v.push(path),
-                Extra::Tag(pattern) => v.push(pattern),
+            if let Extra::Tag(pattern) = e {
+                v.push(pattern);
             }
         }
         v
@@ -126,6 +112,14 @@ impl Projection {
 
     pub fn rows_sql(&self) -> &str {
         &self.rows_sql
+    }
+
+    fn rules(&self) -> project::Rules<'_> {
+        project::Rules {
+            identity: self.identity,
+            stream: self.stream,
+            extras: &self.extras,
+        }
     }
 }
 
@@ -195,9 +189,10 @@ pub async fn each_row(
     let base: [&(dyn tokio_postgres::types::ToSql + Sync); 4] = [&lo, &hi, &since, &xmax];
     let stream = tx.query_raw(&p.rows_sql, p.params(&base)).await?;
     futures_util::pin_mut!(stream);
+    let rules = p.rules();
     let mut n = 0u64;
     while let Some(row) = stream.try_next().await? {
-        f(decode_row(&row, p.extras.len())?);
+        f(project::row(&row, &rules)?);
         n += 1;
     }
     Ok(n)
@@ -215,38 +210,6 @@ pub async fn rows(
     let mut out = Vec::new();
     each_row(tx, p, lo, hi, since, xmax, |r| out.push(r)).await?;
     Ok(out)
-}
-
-fn decode_row(r: &Row, extras: usize) -> Result<RawRow, tokio_postgres::Error> {
-    let mut key = ClassKey::from_row(r, 3)?;
-    let base = 3 + KEY_COLUMNS;
-    let mut v = [0i64; NV];
-    for (j, slot) in v.iter_mut().enumerate() {
-        *slot = r.try_get(base + 1 + j)?;
-    }
-    let h = base + 2 + NV;
-    key.stream = r.try_get(h + 5)?;
-    for i in 0..extras {
-        key.extras.push(r.try_get(h + 6 + i)?);
-    }
-    Ok(RawRow {
-        request_id: r.try_get(0)?,
-        start_ms: r.try_get(1)?,
-        xmin: r.try_get::<_, i64>(2)? as u32,
-        key,
-        values: RowValues {
-            spend_pico: r.try_get(base)?,
-            v,
-            bad_numbers: r.try_get(base + 1 + NV)?,
-            hist: [
-                r.try_get(h)?,
-                r.try_get(h + 1)?,
-                r.try_get(h + 2)?,
-                r.try_get(h + 3)?,
-                r.try_get(h + 4)?,
-            ],
-        },
-    })
 }
 
 #[cfg(test)]

@@ -93,7 +93,7 @@ impl ClassAcc {
     }
 }
 
-/// The per-row numbers read by `sql/ledger/project.sql`.
+/// The per-row numbers of one spend-log row (`ledger::project`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RowValues {
     pub spend_pico: i64,
