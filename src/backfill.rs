@@ -38,8 +38,8 @@ use crate::ledger::read::{self, Projection};
 use crate::ledger::values::{ClassAcc, HistAcc, Thresholds};
 use crate::ledger::Ledger;
 use crate::render::{
-    counter_units, counter_value, fmt_le, fmt_value, label_block, only_when_positive, push_header,
-    split, LedgerRenderer,
+    counter_units, counter_value, label_block, only_when_positive, push_header, split, HistLines,
+    LedgerRenderer,
 };
 use crate::schema::Schema;
 use crate::selection::Selection;
@@ -205,7 +205,8 @@ struct Series {
     writers: Vec<Option<BufWriter<File>>>,
     /// Where the per-family files of the current output file are.
     dir: PathBuf,
-    thresholds: Thresholds,
+    /// Per family: the histogram line writer shared with `render` (None for counters).
+    hist_lines: Vec<Option<HistLines>>,
     samples: u64,
 }
 
@@ -240,7 +241,13 @@ impl Series {
             prefix,
             writers: LEDGER_FAMILIES.iter().map(|_| None).collect(),
             dir: dir.to_path_buf(),
-            thresholds: t.clone(),
+            hist_lines: LEDGER_FAMILIES
+                .iter()
+                .map(|fam| match fam.kind {
+                    Kind::Histogram(h) => Some(HistLines::new(fam.name, &t.bounds_s[h.index()])),
+                    Kind::Counter(_) => None,
+                })
+                .collect(),
             samples: 0,
         }
     }
@@ -475,40 +482,17 @@ impl Series {
                 );
                 1
             }
-            Kind::Histogram(h) => {
+            Kind::Histogram(_) => {
                 let acc = if id == OTHER {
                     &st.other_hist
                 } else {
                     &st.hists[id as usize]
                 };
-                let open = if labels.is_empty() {
-                    String::new()
-                } else {
-                    format!("{labels},")
-                };
-                let bounds = &self.thresholds.bounds_s[h.index()];
-                for (i, b) in bounds.iter().enumerate() {
-                    let n = acc.buckets.get(i).copied().unwrap_or(0);
-                    let _ = writeln!(
-                        out,
-                        "{}_bucket{{{open}le=\"{}\"}} {n}{ts}",
-                        fam.name,
-                        fmt_le(*b)
-                    );
-                }
-                let _ = writeln!(
-                    out,
-                    "{}_bucket{{{open}le=\"+Inf\"}} {}{ts}",
-                    fam.name, acc.count
-                );
-                let _ = writeln!(out, "{}_count{braces} {}{ts}", fam.name, acc.count);
-                let _ = writeln!(
-                    out,
-                    "{}_sum{braces} {}{ts}",
-                    fam.name,
-                    fmt_value(acc.sum as f64 / 1e6)
-                );
-                bounds.len() as u64 + 3
+                let lines = self.hist_lines[f]
+                    .as_ref()
+                    .expect("built for every histogram");
+                lines.push(out, &braces, acc, &ts);
+                lines.count()
             }
         }
     }

@@ -41,16 +41,20 @@ fn deflate(c: &mut Compress, input: &[u8], flush: FlushCompress, out: &mut Vec<u
 }
 
 impl Prefix {
-    pub fn new(plain: &[u8]) -> Prefix {
+    pub fn new<T: AsRef<[u8]>>(parts: &[T]) -> Prefix {
+        let len: usize = parts.iter().map(|p| p.as_ref().len()).sum();
         let mut c = Compress::new(Compression::fast(), false);
-        let mut out = Vec::with_capacity(plain.len() / 6 + 1024);
-        deflate(&mut c, plain, FlushCompress::Sync, &mut out);
+        let mut out = Vec::with_capacity(len / 6 + 1024);
         let mut crc = crc32fast::Hasher::new();
-        crc.update(plain);
+        for p in parts {
+            deflate(&mut c, p.as_ref(), FlushCompress::None, &mut out);
+            crc.update(p.as_ref());
+        }
+        deflate(&mut c, &[], FlushCompress::Sync, &mut out);
         Prefix {
             deflated: Bytes::from(out),
             crc,
-            len: plain.len() as u64,
+            len: len as u64,
         }
     }
 
@@ -103,13 +107,17 @@ mod tests {
         }
         let own = b"litellm_exporter_database_up 1\n";
         for plain in [&b""[..], b"x", big.as_bytes()] {
-            let p = Prefix::new(plain);
+            let p = Prefix::new(&[plain]);
             let mut want = plain.to_vec();
             want.extend_from_slice(own);
             assert_eq!(gunzip(&p.body(own)), want);
             assert_eq!(gunzip(&p.body(b"")), plain);
         }
-        let p = Prefix::new(big.as_bytes());
+        // Parts (one per family) compress as their concatenation, empty parts included.
+        let (a, b) = big.as_bytes().split_at(big.len() / 3);
+        let p = Prefix::new(&[a, &b""[..], b]);
+        assert_eq!(gunzip(&p.body(own)), [big.as_bytes(), own].concat());
+        let p = Prefix::new(&[big.as_bytes()]);
         assert!(p.deflated.len() < big.len() / 4, "the prefix is compressed");
     }
 }

@@ -60,8 +60,9 @@ fn metrics(shared: &Shared, gzip: bool) -> Response<Body> {
             .body(Body::wrap_stream(futures_util::stream::iter(chunks)))
             .unwrap_or_default();
     }
-    let chunks =
-        futures_util::stream::iter([Ok::<_, Infallible>(published.plain.clone()), Ok(own)]);
+    // Cloning a part shares its bytes.
+    let parts: Vec<Bytes> = published.plain.iter().cloned().chain([own]).collect();
+    let chunks = futures_util::stream::iter(parts.into_iter().map(Ok::<_, Infallible>));
     builder.body(Body::wrap_stream(chunks)).unwrap_or_default()
 }
 

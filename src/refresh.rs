@@ -115,10 +115,11 @@ impl Drop for Checkout {
     }
 }
 
-/// One published exposition: the text, and its gzip prefix made on the first gzip scrape.
+/// One published exposition: the text in parts (one per family, then the entities' families),
+/// served one after the other, and its gzip prefix made on the first gzip scrape.
 #[derive(Default)]
 pub struct Published {
-    pub plain: Bytes,
+    pub plain: Vec<Bytes>,
     pub gzip: std::sync::OnceLock<crate::gzip::Prefix>,
 }
 
@@ -159,9 +160,9 @@ impl Shared {
             .unwrap_or_default()
     }
 
-    fn publish(&self, body: String) {
+    fn publish(&self, parts: Vec<String>) {
         let next = Arc::new(Published {
-            plain: Bytes::from(body),
+            plain: parts.into_iter().map(Bytes::from).collect(),
             gzip: std::sync::OnceLock::new(),
         });
         if self.gzip_wanted.load(Ordering::Relaxed) {
@@ -666,11 +667,11 @@ impl Refresher {
         // served (a state file is only saved every 30 s): serving them could look like a
         // counter reset, so the ledger families appear only once they are complete.
         let t0 = Instant::now();
-        let (mut body, counts) = if self.tail.cursor.caught_up() {
+        let (mut parts, counts) = if self.tail.cursor.caught_up() {
             // Rendering a large ledger is CPU work of up to seconds; moving this worker thread
             // out of the async pool keeps scrapes answered meanwhile.
             tokio::task::block_in_place(|| {
-                self.renderer.render(
+                self.renderer.render_parts(
                     &self.ledger,
                     &self.entities.org_aliases,
                     &self.cfg.thresholds,
@@ -678,9 +679,9 @@ impl Refresher {
                 )
             })
         } else {
-            (String::new(), Vec::new())
+            (Vec::new(), Vec::new())
         };
-        body.push_str(&self.entities.text);
+        parts.push(self.entities.text.clone());
         for (family, n, folded, folded_rows) in counts.iter().chain(&self.entities.series) {
             sm.series.with_label_values(&[family]).set(*n as i64);
             if *folded > 0 {
@@ -694,7 +695,7 @@ impl Refresher {
             }
         }
         // Compressing (when scrapes ask for gzip) is CPU work like rendering.
-        tokio::task::block_in_place(|| self.shared.publish(body));
+        tokio::task::block_in_place(|| self.shared.publish(parts));
         sm.refresh_duration
             .with_label_values(&["render"])
             .set(t0.elapsed().as_secs_f64());

@@ -4,16 +4,27 @@
 
 use std::collections::HashMap;
 use std::fmt::Write;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use ahash::RandomState;
 
 use crate::catalogue::{CounterValue, Kind, Label, LedgerFamily, Rows, LEDGER_FAMILIES};
 use crate::ledger::class::ClassKey;
 use crate::ledger::values::{additive_index, ClassAcc, HistAcc, Thresholds};
-use crate::ledger::Ledger;
+use crate::ledger::{ClassEntry, Ledger};
 use crate::selection::Selection;
 
 /// LiteLLM's label sanitising (newline to space, CR and Unicode line/paragraph separators
 /// removed) followed by the exposition format's escaping of backslash, quote and newline.
 pub fn push_label_value(out: &mut String, v: &str) {
+    // Almost every value needs nothing: copy it whole. 0xE2 leads U+2028 and U+2029 in UTF-8.
+    if !v
+        .bytes()
+        .any(|b| matches!(b, b'\n' | b'\r' | b'\\' | b'"' | 0xE2))
+    {
+        out.push_str(v);
+        return;
+    }
     for ch in v.chars() {
         match ch {
             '\n' => out.push(' '),
@@ -162,8 +173,85 @@ fn join_literal_other(
     (kept, folded)
 }
 
-/// Per family: series written, series folded into "other", rows in the folded series.
-pub type FamilyCounts = Vec<(&'static str, usize, usize, u64)>;
+/// `name{labels} value\n`.
+fn push_sample(out: &mut String, name: &str, block: &str, value: &str) {
+    out.push_str(name);
+    out.push_str(block);
+    out.push(' ');
+    out.push_str(value);
+    out.push('\n');
+}
+
+/// The lines of one histogram series (each bucket, `_count`, `_sum`), written with plain string
+/// pushes: a 14-label histogram is 22 lines per series, the bulk of a default exposition. The
+/// same writer serves the backfill, which appends a timestamp to every line.
+pub struct HistLines {
+    bucket: String,
+    count: String,
+    sum: String,
+    les: Vec<String>,
+}
+
+impl HistLines {
+    pub fn new(name: &str, bounds: &[f64]) -> Self {
+        HistLines {
+            bucket: format!("{name}_bucket"),
+            count: format!("{name}_count"),
+            sum: format!("{name}_sum"),
+            les: bounds
+                .iter()
+                .map(|b| format!("le=\"{}\"}} ", fmt_le(*b)))
+                .chain(["le=\"+Inf\"} ".to_string()])
+                .collect(),
+        }
+    }
+
+    /// Lines per series: the buckets, `+Inf`, `_count` and `_sum`.
+    pub fn count(&self) -> u64 {
+        self.les.len() as u64 + 2
+    }
+
+    /// Appends the series with label block `block` (`{...}` or empty); `suffix` goes after each
+    /// value (a timestamp in the backfill, or nothing).
+    pub fn push(&self, out: &mut String, block: &str, acc: &HistAcc, suffix: &str) {
+        // `{a="x",` so that `le` joins the series' own labels.
+        let open = block.strip_suffix('}').unwrap_or("{");
+        let sep = if block.is_empty() { "" } else { "," };
+        let mut num = itoa::Buffer::new();
+        let last = self.les.len() - 1;
+        for (i, le) in self.les.iter().enumerate() {
+            let n = if i == last {
+                acc.count
+            } else {
+                acc.buckets.get(i).copied().unwrap_or(0)
+            };
+            out.push_str(&self.bucket);
+            out.push_str(open);
+            out.push_str(sep);
+            out.push_str(le);
+            out.push_str(num.format(n));
+            out.push_str(suffix);
+            out.push('\n');
+        }
+        out.push_str(&self.count);
+        out.push_str(block);
+        out.push(' ');
+        out.push_str(num.format(acc.count));
+        out.push_str(suffix);
+        out.push('\n');
+        out.push_str(&self.sum);
+        out.push_str(block);
+        out.push(' ');
+        out.push_str(&fmt_value(acc.sum as f64 / 1e6));
+        out.push_str(suffix);
+        out.push('\n');
+    }
+}
+
+/// One family's name, series written, series folded into "other", rows in the folded series.
+pub type FamilyCount = (&'static str, usize, usize, u64);
+/// Per family, in catalogue order.
+pub type FamilyCounts = Vec<FamilyCount>;
 
 /// The series of one label list: each distinct label block once, by first appearance. Families
 /// with the same label list (the five latency histograms, most counters) share one, so that a
@@ -171,7 +259,7 @@ pub type FamilyCounts = Vec<(&'static str, usize, usize, u64)>;
 #[derive(Default)]
 struct LabelSet {
     labels: Vec<Label>,
-    index: HashMap<String, u32>,
+    index: HashMap<String, u32, RandomState>,
     blocks: Vec<String>,
 }
 
@@ -273,14 +361,38 @@ impl LedgerRenderer {
         }
     }
 
-    /// Renders every ledger family. Returns the text and the number of series per family.
-    pub fn render(
+    /// An upper estimate of family `f`'s text: every series written, each histogram line
+    /// carrying its `le` label. Growing a string of gigabytes by doubling would copy it several
+    /// times over; untouched capacity costs address space, not memory.
+    fn estimate_family(&self, f: usize, t: &Thresholds) -> usize {
+        let Some(s) = self.family_set[f] else {
+            return 0;
+        };
+        let fam = &LEDGER_FAMILIES[f];
+        let blocks = &self.sets[s].blocks;
+        let block_bytes: usize = blocks.iter().map(String::len).sum();
+        let per_line = fam.name.len() + 40;
+        512 + match fam.kind {
+            Kind::Counter(_) => block_bytes + blocks.len() * per_line,
+            Kind::Histogram(h) => {
+                let lines = t.bounds_s[h.index()].len() + 3;
+                lines * (block_bytes + blocks.len() * (per_line + 16))
+            }
+        }
+    }
+
+    /// Renders every ledger family, one text per family in catalogue order (empty for families
+    /// with nothing to write), and the number of series per family. Families are rendered in
+    /// parallel: a first render of millions of series is seconds of CPU that would otherwise
+    /// delay readiness, and the database is idle meanwhile. The texts are served one after the
+    /// other, never joined (joining would copy gigabytes and double the peak memory).
+    pub fn render_parts(
         &mut self,
         ledger: &Ledger,
         org_aliases: &HashMap<String, String>,
         t: &Thresholds,
         sel: &Selection,
-    ) -> (String, FamilyCounts) {
+    ) -> (Vec<String>, FamilyCounts) {
         if *org_aliases != self.org_aliases {
             // An organization was renamed: its series move to the new alias, as in LiteLLM.
             *self = LedgerRenderer {
@@ -290,127 +402,161 @@ impl LedgerRenderer {
         }
         self.assign(ledger, sel);
         let classes = ledger.classes();
-        let mut out = String::with_capacity(256 * classes.len().max(16));
-        let mut counts = Vec::with_capacity(LEDGER_FAMILIES.len());
-        for (f, fam) in LEDGER_FAMILIES.iter().enumerate() {
-            let Some(set) = self.family_set[f] else {
-                counts.push((fam.name, 0, 0, 0));
-                continue;
+        let next = AtomicUsize::new(0);
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .clamp(1, 4);
+        let this = &*self;
+        let mut done: Vec<(usize, String, FamilyCount)> = std::thread::scope(|scope| {
+            let work = || {
+                let mut mine = Vec::new();
+                loop {
+                    let f = next.fetch_add(1, Ordering::Relaxed);
+                    if f >= LEDGER_FAMILIES.len() {
+                        return mine;
+                    }
+                    let (text, count) = this.family(f, classes, t, sel);
+                    mine.push((f, text, count));
+                }
             };
-            let blocks = &self.sets[set].blocks;
-            // Each class's series in this family (None: the family does not count it).
-            let series: Vec<Option<usize>> = classes
-                .iter()
-                .enumerate()
-                .map(|(i, c)| self.series_of(f, i, &c.key))
-                .collect();
-            let mut written = 0usize;
-            let mut rows = vec![0u64; blocks.len()];
-            for (c, id) in classes.iter().zip(&series) {
-                if let Some(id) = id {
-                    rows[*id] += c.acc.rows;
-                }
+            let helpers: Vec<_> = (1..threads).map(|_| scope.spawn(work)).collect();
+            let mut all = work();
+            for h in helpers {
+                all.extend(h.join().expect("a render thread panicked"));
             }
-            let other = sel.ledger[f]
-                .as_deref()
-                .map(|ls| {
-                    let names: Vec<&str> = ls.iter().map(|l| sel.name(*l)).collect();
-                    label_block(&names, &vec!["other"; names.len()])
-                })
-                .unwrap_or_default();
-            let mut folded_rows = 0u64;
-            let mut folded_n = 0usize;
-            match fam.kind {
-                Kind::Counter(v) => {
-                    let mut sums = vec![0u128; blocks.len()];
-                    for (c, id) in classes.iter().zip(&series) {
-                        if let Some(id) = id {
-                            sums[*id] += counter_units(v, &c.acc);
-                        }
-                    }
-                    let name = format!("{}_total", fam.name);
-                    let mark = out.len();
-                    push_header(&mut out, &name, fam.help, "counter");
-                    let live: Vec<bool> = sums
-                        .iter()
-                        .zip(&rows)
-                        .map(|(u, r)| *r > 0 && !(*u == 0 && only_when_positive(v)))
-                        .collect();
-                    let (kept, folded) =
-                        join_literal_other(split(blocks, &live, sel.max_series), blocks, &other);
-                    for i in kept {
-                        let _ = writeln!(out, "{name}{} {}", blocks[i], counter_value(v, sums[i]));
-                        written += 1;
-                    }
-                    if !folded.is_empty() {
-                        let units: u128 = folded.iter().map(|i| sums[*i]).sum();
-                        folded_rows = folded.iter().map(|i| rows[*i]).sum();
-                        folded_n = folded.len();
-                        let _ = writeln!(out, "{name}{other} {}", counter_value(v, units));
-                        written += 1;
-                    }
-                    if written == 0 {
-                        out.truncate(mark);
+            all
+        });
+        done.sort_by_key(|(f, _, _)| *f);
+        let mut parts = Vec::with_capacity(done.len());
+        let mut counts = Vec::with_capacity(done.len());
+        for (_, text, count) in done {
+            if !text.is_empty() {
+                parts.push(text);
+            }
+            counts.push(count);
+        }
+        (parts, counts)
+    }
+
+    /// [`render_parts`](Self::render_parts) joined into one text.
+    pub fn render(
+        &mut self,
+        ledger: &Ledger,
+        org_aliases: &HashMap<String, String>,
+        t: &Thresholds,
+        sel: &Selection,
+    ) -> (String, FamilyCounts) {
+        let (parts, counts) = self.render_parts(ledger, org_aliases, t, sel);
+        (parts.concat(), counts)
+    }
+
+    /// One family's text and counts.
+    fn family(
+        &self,
+        f: usize,
+        classes: &[ClassEntry],
+        t: &Thresholds,
+        sel: &Selection,
+    ) -> (String, FamilyCount) {
+        let fam = &LEDGER_FAMILIES[f];
+        let Some(set) = self.family_set[f] else {
+            return (String::new(), (fam.name, 0, 0, 0));
+        };
+        let mut out = String::with_capacity(self.estimate_family(f, t));
+        let blocks = &self.sets[set].blocks;
+        // Each class's series in this family (None: the family does not count it).
+        let series: Vec<Option<usize>> = classes
+            .iter()
+            .enumerate()
+            .map(|(i, c)| self.series_of(f, i, &c.key))
+            .collect();
+        let mut written = 0usize;
+        let mut rows = vec![0u64; blocks.len()];
+        for (c, id) in classes.iter().zip(&series) {
+            if let Some(id) = id {
+                rows[*id] += c.acc.rows;
+            }
+        }
+        let other = sel.ledger[f]
+            .as_deref()
+            .map(|ls| {
+                let names: Vec<&str> = ls.iter().map(|l| sel.name(*l)).collect();
+                label_block(&names, &vec!["other"; names.len()])
+            })
+            .unwrap_or_default();
+        let mut folded_rows = 0u64;
+        let mut folded_n = 0usize;
+        match fam.kind {
+            Kind::Counter(v) => {
+                let mut sums = vec![0u128; blocks.len()];
+                for (c, id) in classes.iter().zip(&series) {
+                    if let Some(id) = id {
+                        sums[*id] += counter_units(v, &c.acc);
                     }
                 }
-                Kind::Histogram(h) => {
-                    let hi = h.index();
-                    let bounds = &t.bounds_s[hi];
-                    let mut sums: Vec<HistAcc> = vec![HistAcc::default(); blocks.len()];
-                    for (c, id) in classes.iter().zip(&series) {
-                        if let Some(id) = id {
-                            sums[*id].merge(&c.acc.hist[hi]);
-                        }
-                    }
-                    let les: Vec<String> = bounds.iter().map(|b| fmt_le(*b)).collect();
-                    let mark = out.len();
-                    push_header(&mut out, fam.name, fam.help, "histogram");
-                    let live: Vec<bool> = sums.iter().map(|a| a.count > 0).collect();
-                    let (kept, folded) =
-                        join_literal_other(split(blocks, &live, sel.max_series), blocks, &other);
-                    let mut overflow = HistAcc::default();
-                    for i in &folded {
-                        overflow.merge(&sums[*i]);
-                    }
+                let name = format!("{}_total", fam.name);
+                let mark = out.len();
+                push_header(&mut out, &name, fam.help, "counter");
+                let live: Vec<bool> = sums
+                    .iter()
+                    .zip(&rows)
+                    .map(|(u, r)| *r > 0 && !(*u == 0 && only_when_positive(v)))
+                    .collect();
+                let (kept, folded) =
+                    join_literal_other(split(blocks, &live, sel.max_series), blocks, &other);
+                for i in kept {
+                    push_sample(&mut out, &name, &blocks[i], &counter_value(v, sums[i]));
+                    written += 1;
+                }
+                if !folded.is_empty() {
+                    let units: u128 = folded.iter().map(|i| sums[*i]).sum();
                     folded_rows = folded.iter().map(|i| rows[*i]).sum();
                     folded_n = folded.len();
-                    let mut emit: Vec<(&str, &HistAcc)> = kept
-                        .iter()
-                        .map(|i| (blocks[*i].as_str(), &sums[*i]))
-                        .collect();
-                    if !folded.is_empty() {
-                        emit.push((other.as_str(), &overflow));
-                    }
-                    let body = &mut out;
-                    for (block, acc) in emit {
-                        written += 1;
-                        let open = if block.is_empty() {
-                            "{".to_string()
-                        } else {
-                            format!("{},", &block[..block.len() - 1])
-                        };
-                        for (i, le) in les.iter().enumerate() {
-                            let n = acc.buckets.get(i).copied().unwrap_or(0);
-                            let _ = writeln!(body, "{}_bucket{open}le=\"{le}\"}} {n}", fam.name);
-                        }
-                        let _ =
-                            writeln!(body, "{}_bucket{open}le=\"+Inf\"}} {}", fam.name, acc.count);
-                        let _ = writeln!(body, "{}_count{block} {}", fam.name, acc.count);
-                        let _ = writeln!(
-                            body,
-                            "{}_sum{block} {}",
-                            fam.name,
-                            fmt_value(acc.sum as f64 / 1e6)
-                        );
-                    }
-                    if written == 0 {
-                        out.truncate(mark);
-                    }
+                    let _ = writeln!(out, "{name}{other} {}", counter_value(v, units));
+                    written += 1;
+                }
+                if written == 0 {
+                    out.truncate(mark);
                 }
             }
-            counts.push((fam.name, written, folded_n, folded_rows));
+            Kind::Histogram(h) => {
+                let hi = h.index();
+                let bounds = &t.bounds_s[hi];
+                let mut sums: Vec<HistAcc> = vec![HistAcc::default(); blocks.len()];
+                for (c, id) in classes.iter().zip(&series) {
+                    if let Some(id) = id {
+                        sums[*id].merge(&c.acc.hist[hi]);
+                    }
+                }
+                let mark = out.len();
+                push_header(&mut out, fam.name, fam.help, "histogram");
+                let live: Vec<bool> = sums.iter().map(|a| a.count > 0).collect();
+                let (kept, folded) =
+                    join_literal_other(split(blocks, &live, sel.max_series), blocks, &other);
+                let mut overflow = HistAcc::default();
+                for i in &folded {
+                    overflow.merge(&sums[*i]);
+                }
+                folded_rows = folded.iter().map(|i| rows[*i]).sum();
+                folded_n = folded.len();
+                let mut emit: Vec<(&str, &HistAcc)> = kept
+                    .iter()
+                    .map(|i| (blocks[*i].as_str(), &sums[*i]))
+                    .collect();
+                if !folded.is_empty() {
+                    emit.push((other.as_str(), &overflow));
+                }
+                let lines = HistLines::new(fam.name, bounds);
+                for (block, acc) in emit {
+                    written += 1;
+                    lines.push(&mut out, block, acc, "");
+                }
+                if written == 0 {
+                    out.truncate(mark);
+                }
+            }
         }
-        (out, counts)
+        (out, (fam.name, written, folded_n, folded_rows))
     }
 }
 

@@ -19,6 +19,8 @@ pub mod values;
 
 use std::collections::HashMap;
 
+use ahash::RandomState;
+
 use serde::{Deserialize, Serialize};
 
 use class::ClassKey;
@@ -73,8 +75,9 @@ pub struct ClassEntry {
 pub struct Ledger {
     classes: Vec<ClassEntry>,
     #[serde(skip)]
-    index: HashMap<ClassKey, u32>,
-    memo: HashMap<String, HashMap<i64, Memo>>,
+    // aHash: hashing the 22 strings of a key per row was the largest single cost of counting.
+    index: HashMap<ClassKey, u32, RandomState>,
+    memo: HashMap<String, HashMap<i64, Memo, RandomState>, RandomState>,
     memo_len: usize,
     pub stats: Stats,
 }
