@@ -621,6 +621,7 @@ pub async fn run(cfg: &Config, o: &Options) -> anyhow::Result<Summary> {
     }
     let p = Projection::new(
         &schema,
+        cfg.selection.dims(),
         cfg.identity,
         cfg.thresholds.clone(),
         cfg.stream_label,

@@ -214,6 +214,8 @@ pub fn fingerprint(cfg: &Config) -> String {
         "buckets": cfg.thresholds.bounds_s,
         "stream": cfg.stream_label,
         "extras": cfg.extras,
+        // Classes merge the dimensions no exported family uses.
+        "dims": cfg.selection.dims(),
     })
     .to_string()
 }
@@ -541,6 +543,7 @@ impl Refresher {
             }
             self.projection = Some(Projection::new(
                 &schema,
+                self.cfg.selection.dims(),
                 self.cfg.identity,
                 self.cfg.thresholds.clone(),
                 self.cfg.stream_label,

@@ -123,6 +123,11 @@ pub fn position(file: &str, text: &str, token: &str) -> String {
 }
 
 impl Selection {
+    /// The raw dimensions the exported ledger families use (see `Dims`).
+    pub fn dims(&self) -> crate::ledger::class::Dims {
+        crate::ledger::class::Dims::of(self.ledger.iter().flatten().flatten())
+    }
+
     /// Builds the selection; `file` and `text` are used to point at offending entries.
     /// `stream` adds LiteLLM's `stream` label to the proxy request counter; `extra_names` are the
     /// custom labels appended to every ledger family.

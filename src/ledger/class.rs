@@ -42,6 +42,80 @@ pub struct ClassKey {
     pub extras: Vec<String>,
 }
 
+/// The raw dimensions the exported families use. The others are left empty when rows are read,
+/// so that rows differing only in dimensions nobody exports share one class: the ledger's memory
+/// and work follow the exported series, not every combination of a row's 22 dimensions
+/// (measured: 1.09 M classes for 10 M rows, where a per-team configuration needs a few thousand).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dims(u32);
+
+impl Dims {
+    pub const API_KEY: u32 = 1;
+    pub const KEY_ALIAS: u32 = 1 << 1;
+    pub const TEAM_ID: u32 = 1 << 2;
+    pub const TEAM_ALIAS: u32 = 1 << 3;
+    pub const USER_ID: u32 = 1 << 4;
+    pub const USER_EMAIL: u32 = 1 << 5;
+    pub const END_USER: u32 = 1 << 6;
+    pub const ORG_ID: u32 = 1 << 7;
+    pub const MODEL: u32 = 1 << 8;
+    pub const MODEL_GROUP: u32 = 1 << 9;
+    pub const ORIGINAL_MODEL_GROUP: u32 = 1 << 10;
+    pub const MODEL_ID: u32 = 1 << 11;
+    pub const API_BASE: u32 = 1 << 12;
+    pub const PROVIDER: u32 = 1 << 13;
+    pub const CLIENT_IP: u32 = 1 << 14;
+    pub const USER_AGENT: u32 = 1 << 15;
+    pub const SERVICE_TIER: u32 = 1 << 16;
+    pub const ERROR_CODE: u32 = 1 << 17;
+    pub const ERROR_CLASS: u32 = 1 << 18;
+    pub const ERROR_PROVIDER: u32 = 1 << 19;
+    pub const STREAM: u32 = 1 << 20;
+    pub const EXTRAS: u32 = 1 << 21;
+
+    /// Every dimension (nothing merged).
+    pub const ALL: Dims = Dims(u32::MAX);
+
+    /// The dimensions that `label_value` reads for `labels`. `failed` and `cache_hit` are always
+    /// kept: they decide which families count a row.
+    pub fn of<'a>(labels: impl IntoIterator<Item = &'a Label>) -> Dims {
+        use Label::*;
+        let mut d = 0;
+        for l in labels {
+            d |= match l {
+                EndUser => Self::END_USER,
+                HashedApiKey => Self::API_KEY,
+                ApiKeyAlias => Self::KEY_ALIAS,
+                RequestedModelOriginal => Self::ORIGINAL_MODEL_GROUP | Self::MODEL_GROUP,
+                RequestedModel | ModelGroup => Self::MODEL_GROUP,
+                Team => Self::TEAM_ID,
+                TeamAlias => Self::TEAM_ALIAS,
+                User => Self::USER_ID,
+                StatusCode | ExceptionStatus => Self::ERROR_CODE,
+                UserEmail => Self::USER_EMAIL,
+                Route => 0,
+                ClientIp => Self::CLIENT_IP,
+                UserAgent => Self::USER_AGENT,
+                ModelId => Self::MODEL_ID,
+                ApiProvider => Self::PROVIDER,
+                OrgId | OrgAlias => Self::ORG_ID,
+                Model => Self::MODEL | Self::PROVIDER,
+                LitellmModelName => Self::MODEL,
+                ApiBase => Self::API_BASE,
+                ServiceTier => Self::SERVICE_TIER,
+                ExceptionClass => Self::ERROR_CLASS | Self::ERROR_PROVIDER,
+                Stream => Self::STREAM,
+                Extra(_) => Self::EXTRAS,
+            };
+        }
+        Dims(d)
+    }
+
+    pub fn has(self, bits: u32) -> bool {
+        self.0 & bits != 0
+    }
+}
+
 impl ClassKey {
     pub fn is_cache_hit(&self) -> bool {
         self.cache_hit == "True"
@@ -157,6 +231,29 @@ mod tests {
         assert_eq!(strip_provider("gpt-4o", "openai"), "gpt-4o");
         assert_eq!(strip_provider("openai/", "openai"), "openai/");
         assert_eq!(strip_provider("a/b/c", "a"), "b/c");
+    }
+
+    #[test]
+    fn dims_follow_what_label_value_reads() {
+        let d = Dims::of(&[Label::Team, Label::Model]);
+        assert!(d.has(Dims::TEAM_ID) && d.has(Dims::MODEL) && d.has(Dims::PROVIDER));
+        assert!(!d.has(Dims::API_KEY) && !d.has(Dims::TEAM_ALIAS) && !d.has(Dims::EXTRAS));
+        // Every label of a key with all dimensions empty except the ones kept reads the same.
+        let full = ClassKey {
+            team_id: "t".into(),
+            model: "openai/gpt".into(),
+            provider: "openai".into(),
+            api_key: "k".into(),
+            ..Default::default()
+        };
+        let kept = ClassKey {
+            api_key: String::new(),
+            ..full.clone()
+        };
+        for l in [Label::Team, Label::Model] {
+            assert_eq!(full.label_value(l, None), kept.label_value(l, None));
+        }
+        assert!(Dims::ALL.has(Dims::EXTRAS));
     }
 
     #[test]

@@ -13,7 +13,7 @@
 use tokio_postgres::types::{FromSql, Type};
 use tokio_postgres::Row;
 
-use super::class::ClassKey;
+use super::class::{ClassKey, Dims};
 use super::read::{Extra, Identity};
 use super::values::RowValues;
 use super::RawRow;
@@ -411,8 +411,23 @@ fn path_text(text: &str, path: &[String]) -> Option<String> {
     json_text(Some(cur))
 }
 
-/// What a projection turns rows into: identity switches, the stream label, custom labels.
+/// A dimension nobody exports stays empty (and is never allocated).
+fn keep(
+    dims: Dims,
+    bit: u32,
+    f: &dyn Fn() -> Result<String, tokio_postgres::Error>,
+) -> Result<String, tokio_postgres::Error> {
+    if dims.has(bit) {
+        f()
+    } else {
+        Ok(String::new())
+    }
+}
+
+/// What a projection turns rows into: the dimensions kept, identity switches, the stream
+/// label, custom labels.
 pub struct Rules<'a> {
+    pub dims: Dims,
     pub identity: Identity,
     pub stream: bool,
     pub extras: &'a [Extra],
@@ -519,13 +534,14 @@ pub fn row(r: &Row, rules: &Rules<'_>) -> Result<RawRow, tokio_postgres::Error> 
         Some(s) => Some(s.to_string()),
         None => json_text(md.status),
     };
+    let keep = |bit, f| keep(rules.dims, bit, f);
     let org = match text(9)? {
         Some(o) if !o.is_empty() => capped(Some(o)),
         _ => md_text(md.user_api_key_org_id),
     };
     let mut extras = Vec::with_capacity(rules.extras.len());
     let mut tag_col = COLUMNS;
-    for x in rules.extras {
+    for x in rules.extras.iter().filter(|_| rules.dims.has(Dims::EXTRAS)) {
         extras.push(match x {
             Extra::Metadata(path) => {
                 let nested = md.spend_logs_metadata.and_then(|v| path_text(v, path));
@@ -540,38 +556,49 @@ pub fn row(r: &Row, rules: &Rules<'_>) -> Result<RawRow, tokio_postgres::Error> 
     }
 
     let key = ClassKey {
-        api_key: capped(text(5)?),
-        key_alias: md_text(md.user_api_key_alias),
-        team_id: capped(text(6)?),
-        team_alias: md_text(md.user_api_key_team_alias),
-        user_id: capped(text(7)?),
-        user_email: if rules.identity.user_email {
+        api_key: keep(Dims::API_KEY, &|| Ok(capped(text(5)?)))?,
+        key_alias: keep(Dims::KEY_ALIAS, &|| Ok(md_text(md.user_api_key_alias)))?,
+        team_id: keep(Dims::TEAM_ID, &|| Ok(capped(text(6)?)))?,
+        team_alias: keep(Dims::TEAM_ALIAS, &|| {
+            Ok(md_text(md.user_api_key_team_alias))
+        })?,
+        user_id: keep(Dims::USER_ID, &|| Ok(capped(text(7)?)))?,
+        user_email: if rules.identity.user_email && rules.dims.has(Dims::USER_EMAIL) {
             md_text(md.user_api_key_user_email)
         } else {
             String::new()
         },
-        end_user: capped(text(8)?),
-        org_id: org,
-        model: capped(text(10)?),
-        model_group: capped(text(11)?),
-        original_model_group: md_text(md.original_model_group),
-        model_id: capped(text(12)?),
-        api_base: capped(text(13)?),
-        provider: capped(text(14)?),
-        client_ip: capped(text(15)?),
-        user_agent: md_text(md.user_agent),
-        service_tier: md_text(usage.service_tier),
+        end_user: keep(Dims::END_USER, &|| Ok(capped(text(8)?)))?,
+        org_id: if rules.dims.has(Dims::ORG_ID) {
+            org
+        } else {
+            String::new()
+        },
+        model: keep(Dims::MODEL, &|| Ok(capped(text(10)?)))?,
+        model_group: keep(Dims::MODEL_GROUP, &|| Ok(capped(text(11)?)))?,
+        original_model_group: keep(Dims::ORIGINAL_MODEL_GROUP, &|| {
+            Ok(md_text(md.original_model_group))
+        })?,
+        model_id: keep(Dims::MODEL_ID, &|| Ok(capped(text(12)?)))?,
+        api_base: keep(Dims::API_BASE, &|| Ok(capped(text(13)?)))?,
+        provider: keep(Dims::PROVIDER, &|| Ok(capped(text(14)?)))?,
+        client_ip: keep(Dims::CLIENT_IP, &|| Ok(capped(text(15)?)))?,
+        user_agent: keep(Dims::USER_AGENT, &|| Ok(md_text(md.user_agent)))?,
+        service_tier: keep(Dims::SERVICE_TIER, &|| Ok(md_text(usage.service_tier)))?,
         failed: status.as_deref() == Some("failure"),
-        error_code: md_text(error.error_code),
-        error_class: md_text(error.error_class),
-        error_provider: md_text(error.llm_provider),
+        error_code: keep(Dims::ERROR_CODE, &|| Ok(md_text(error.error_code)))?,
+        error_class: keep(Dims::ERROR_CLASS, &|| Ok(md_text(error.error_class)))?,
+        error_provider: keep(Dims::ERROR_PROVIDER, &|| Ok(md_text(error.llm_provider)))?,
         cache_hit: match text(17)? {
             Some("True") => "True",
             Some("False") => "False",
             _ => "",
         }
         .to_string(),
-        stream: match (rules.stream, ttft_us.is_some()) {
+        stream: match (
+            rules.stream && rules.dims.has(Dims::STREAM),
+            ttft_us.is_some(),
+        ) {
             (false, _) => String::new(),
             (true, true) => "True".to_string(),
             (true, false) => "False".to_string(),

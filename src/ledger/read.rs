@@ -5,6 +5,7 @@
 use chrono::Datelike;
 use tokio_postgres::Transaction;
 
+use super::class::Dims;
 use super::project;
 use super::values::Thresholds;
 use super::RawRow;
@@ -35,6 +36,7 @@ pub enum Extra {
 pub struct Projection {
     rows_sql: String,
     pub thresholds: Thresholds,
+    dims: Dims,
     identity: Identity,
     stream: bool,
     extras: Vec<Extra>,
@@ -43,6 +45,7 @@ pub struct Projection {
 impl Projection {
     pub fn new(
         schema: &Schema,
+        dims: Dims,
         identity: Identity,
         thresholds: Thresholds,
         stream: bool,
@@ -90,6 +93,7 @@ impl Projection {
         Projection {
             rows_sql,
             thresholds,
+            dims,
             identity,
             stream,
             extras: extras.to_vec(),
@@ -116,6 +120,7 @@ impl Projection {
 
     fn rules(&self) -> project::Rules<'_> {
         project::Rules {
+            dims: self.dims,
             identity: self.identity,
             stream: self.stream,
             extras: &self.extras,

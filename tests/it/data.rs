@@ -270,8 +270,14 @@ async fn steady_state_reads_use_the_start_time_index() {
         litellm_exporter::catalogue::LATENCY_BUCKETS,
         litellm_exporter::catalogue::DEFAULT_BUCKETS,
     );
-    let p =
-        litellm_exporter::ledger::read::Projection::new(&schema, Default::default(), t, false, &[]);
+    let p = litellm_exporter::ledger::read::Projection::new(
+        &schema,
+        litellm_exporter::ledger::class::Dims::ALL,
+        Default::default(),
+        t,
+        false,
+        &[],
+    );
     let snap = c
         .query_one(litellm_exporter::sql::LEDGER_SNAPSHOT, &[])
         .await
