@@ -17,6 +17,7 @@ mod fuzz;
 mod harness;
 mod locks;
 mod outage;
+mod projection;
 mod replica;
 mod role;
 mod secrets;
