@@ -183,7 +183,7 @@ async fn rust_projection_equals_the_sql_oracle_row_by_row() {
         .query(&oracle_sql(&extras), &params)
         .await
         .expect("oracle query");
-    want.sort_by(|a, b| a.get::<_, String>(0).cmp(&b.get::<_, String>(0)));
+    want.sort_by_key(|r| r.get::<_, String>(0));
     assert_eq!(ours.len(), want.len(), "row counts differ");
     assert!(ours.len() > 3000, "the seeded and hand-made rows were read");
 
