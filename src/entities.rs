@@ -27,7 +27,8 @@ pub struct EntityConfig {
 /// One refresh's gauges.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
-    pub text: String,
+    /// The gauges' text, shared (not copied) by every exposition published until the next read.
+    pub text: bytes::Bytes,
     pub org_aliases: HashMap<String, String>,
     /// Per family: series written, series dropped by the cap, and 0 (rows are a ledger notion).
     pub series: crate::render::FamilyCounts,
@@ -250,7 +251,7 @@ pub async fn read(
     let bad_numbers = g.bad;
     let (text, series) = g.render();
     Ok(Snapshot {
-        text,
+        text: text.into(),
         org_aliases,
         series,
         bad_numbers,

@@ -160,9 +160,9 @@ impl Shared {
             .unwrap_or_default()
     }
 
-    fn publish(&self, parts: Vec<String>) {
+    fn publish(&self, parts: Vec<Bytes>) {
         let next = Arc::new(Published {
-            plain: parts.into_iter().map(Bytes::from).collect(),
+            plain: parts,
             gzip: std::sync::OnceLock::new(),
         });
         if self.gzip_wanted.load(Ordering::Relaxed) {
@@ -670,7 +670,7 @@ impl Refresher {
         // served (a state file is only saved every 30 s): serving them could look like a
         // counter reset, so the ledger families appear only once they are complete.
         let t0 = Instant::now();
-        let (mut parts, counts) = if self.tail.cursor.caught_up() {
+        let (ledger_parts, counts) = if self.tail.cursor.caught_up() {
             // Rendering a large ledger is CPU work of up to seconds; moving this worker thread
             // out of the async pool keeps scrapes answered meanwhile.
             tokio::task::block_in_place(|| {
@@ -684,7 +684,11 @@ impl Refresher {
         } else {
             (Vec::new(), Vec::new())
         };
-        parts.push(self.entities.text.clone());
+        let parts: Vec<Bytes> = ledger_parts
+            .into_iter()
+            .map(Bytes::from)
+            .chain([self.entities.text.clone()])
+            .collect();
         for (family, n, folded, folded_rows) in counts.iter().chain(&self.entities.series) {
             sm.series.with_label_values(&[family]).set(*n as i64);
             if *folded > 0 {

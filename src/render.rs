@@ -512,7 +512,7 @@ impl LedgerRenderer {
                     let units: u128 = folded.iter().map(|i| sums[*i]).sum();
                     folded_rows = folded.iter().map(|i| rows[*i]).sum();
                     folded_n = folded.len();
-                    let _ = writeln!(out, "{name}{other} {}", counter_value(v, units));
+                    push_sample(&mut out, &name, &other, &counter_value(v, units));
                     written += 1;
                 }
                 if written == 0 {
