@@ -103,19 +103,20 @@ pub struct RunArgs {
     /// [default: 1h].
     #[arg(long = "ledger.lateness", env = "LITELLM_EXPORTER_LEDGER_LATENESS")]
     pub lateness: Option<String>,
-    /// Window every poll re-reads; the whole lateness window is re-read every
-    /// --ledger.full-window-every polls [default: 10m].
+    /// Narrowest window the polls re-read, on every poll; wider windows up to the lateness
+    /// window are re-read less often (see --ledger.window-growth) [default: 2m].
     #[arg(
         long = "ledger.recent-window",
         env = "LITELLM_EXPORTER_LEDGER_RECENT_WINDOW"
     )]
     pub recent_window: Option<String>,
-    /// Re-read the whole lateness window every N polls [default: 4].
+    /// Each wider window the polls re-read is N times wider, and re-read N times less often,
+    /// than the one inside it, up to the lateness window [default: 4].
     #[arg(
-        long = "ledger.full-window-every",
-        env = "LITELLM_EXPORTER_LEDGER_FULL_WINDOW_EVERY"
+        long = "ledger.window-growth",
+        env = "LITELLM_EXPORTER_LEDGER_WINDOW_GROWTH"
     )]
-    pub full_window_every: Option<u32>,
+    pub window_growth: Option<u32>,
     /// statement_timeout for every query [default: 15s].
     #[arg(
         long = "db.statement-timeout",
@@ -135,6 +136,10 @@ pub struct SeedArgs {
     /// Spread the rows over this many days before now.
     #[arg(long, default_value_t = 7)]
     pub days: u32,
+    /// Spread the rows over this many hours before now instead, with new request ids on every
+    /// run (a benchmark's last hour of traffic on a database seeded before).
+    #[arg(long)]
+    pub hours: Option<u32>,
     #[arg(long, default_value_t = 20)]
     pub teams: u32,
     #[arg(long, default_value_t = 200)]

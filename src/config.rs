@@ -73,7 +73,7 @@ pub struct ExporterSettings {
     pub state_file: Option<PathBuf>,
     pub lateness: Option<String>,
     pub recent_window: Option<String>,
-    pub full_window_every: Option<u32>,
+    pub window_growth: Option<u32>,
     pub statement_timeout: Option<String>,
     pub pool_size: Option<usize>,
     #[serde(default)]
@@ -405,16 +405,16 @@ impl Config {
             &args.recent_window,
             &ex.recent_window,
             "--ledger.recent-window",
-            "10m",
+            "2m",
         )?;
         if recent > lateness {
             return Err(invalid(
                 "--ledger.recent-window must not exceed --ledger.lateness",
             ));
         }
-        let late_every = args.full_window_every.or(ex.full_window_every).unwrap_or(4);
-        if late_every == 0 {
-            return Err(invalid("--ledger.full-window-every must be at least 1"));
+        let growth = args.window_growth.or(ex.window_growth).unwrap_or(4);
+        if growth < 2 {
+            return Err(invalid("--ledger.window-growth must be at least 2"));
         }
         let statement_timeout = dur(
             &args.statement_timeout,
@@ -466,7 +466,7 @@ impl Config {
             tail: TailConfig {
                 lateness,
                 recent,
-                late_every,
+                growth,
                 chunk_target: Duration::from_secs(2).min(statement_timeout / 4),
             },
             pool: PoolSettings {
@@ -542,7 +542,7 @@ mod tests {
         let f = dir.join("c.yaml");
         std::fs::write(
             &f,
-            "exporter:\n  poll_interval: 3s\n  lateness: 2h\n  recent_window: 5m\n  full_window_every: 7\n  statement_timeout: 9s\n  pool_size: 3\n  listen_address: ':9999'\n  telemetry_path: /m\n  state_file: /tmp/s.json\n",
+            "exporter:\n  poll_interval: 3s\n  lateness: 2h\n  recent_window: 5m\n  window_growth: 7\n  statement_timeout: 9s\n  pool_size: 3\n  listen_address: ':9999'\n  telemetry_path: /m\n  state_file: /tmp/s.json\n",
         )
         .expect("write");
         let args = crate::cli::RunArgs {
@@ -555,7 +555,7 @@ mod tests {
         assert_eq!(c.poll_interval, Duration::from_secs(1), "the flag wins");
         assert_eq!(c.tail.lateness, Duration::from_secs(7200));
         assert_eq!(c.tail.recent, Duration::from_secs(300));
-        assert_eq!(c.tail.late_every, 7);
+        assert_eq!(c.tail.growth, 7);
         assert_eq!(c.pool.statement_timeout, Duration::from_secs(9));
         assert_eq!(c.pool.size, 3);
         assert_eq!(c.listen.port(), 9999);

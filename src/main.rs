@@ -51,6 +51,7 @@ async fn run_seed(url: &str, a: &SeedArgs) -> anyhow::Result<()> {
     let opts = seed::SeedOptions {
         rows: a.rows,
         days: a.days,
+        hours: a.hours,
         teams: a.teams,
         keys: a.keys,
         users: a.users,
@@ -60,7 +61,15 @@ async fn run_seed(url: &str, a: &SeedArgs) -> anyhow::Result<()> {
         ..Default::default()
     };
     let universe = seed::seed_entities(&client, &opts).await?;
-    let n = seed::seed_spend_logs(&client, &opts, &universe).await?;
+    let mut rows_opts = opts.clone();
+    if a.hours.is_some() {
+        // Recent traffic for a database seeded before: the same entities, new request ids on
+        // every run (like --rate traffic), so a second run adds rows instead of colliding.
+        rows_opts.seed ^= std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+    }
+    let n = seed::seed_spend_logs(&client, &rows_opts, &universe).await?;
     tracing::info!(rows = n, "Seeded spend logs.");
     if let Some(rate) = a.rate {
         let duration = a

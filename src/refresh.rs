@@ -622,7 +622,7 @@ impl Refresher {
                 read = r.rows_read,
                 new = r.new_rows,
                 grown = r.grown_rows,
-                full_window = r.late_scan,
+                window_s = r.window_ms / 1000,
                 "Polled the spend log."
             );
         }

@@ -42,8 +42,10 @@ use tokio_postgres::Client;
 pub struct SeedOptions {
     /// Spend-log rows to write.
     pub rows: u64,
-    /// `startTime` is spread uniformly-ish over the last `days` days before `end`.
+    /// `startTime` is spread uniformly-ish over the last `days` days before `end`...
     pub days: u32,
+    /// ... or over the last `hours` hours, when set (a benchmark's recent traffic).
+    pub hours: Option<u32>,
     /// UTC wall clock of the newest row; `None` = now (UTC).
     pub end: Option<NaiveDateTime>,
     pub teams: u32,
@@ -70,6 +72,7 @@ impl Default for SeedOptions {
         SeedOptions {
             rows: 10_000,
             days: 7,
+            hours: None,
             end: None,
             teams: 20,
             keys: 200,
@@ -2160,7 +2163,7 @@ struct EncodedBatch {
     probe_ids: Vec<String>,
 }
 
-/// Writes `opts.rows` rows spread over `[end - days, end)` in batches of `opts.batch_rows`
+/// Writes `opts.rows` rows spread over `[end - days (or hours), end)` in batches of `opts.batch_rows`
 /// (one COPY each; generation runs on a blocking thread, overlapped with the COPY of the previous
 /// batch, with at most two encoded batches in memory). Rows never end after `end`.
 ///
@@ -2177,7 +2180,10 @@ pub async fn seed_spend_logs(
         return Ok(0);
     }
     let end = trunc_ms(opts.end.unwrap_or_else(utc_now));
-    let span_ms = i64::from(opts.days) * 86_400_000;
+    let span_ms = match opts.hours {
+        Some(h) => i64::from(h) * 3_600_000,
+        None => i64::from(opts.days) * 86_400_000,
+    };
     let begin = end - Duration::milliseconds(span_ms);
     let batch_rows = opts.batch_rows.max(1);
     let total = opts.rows;

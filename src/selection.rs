@@ -125,7 +125,14 @@ pub fn position(file: &str, text: &str, token: &str) -> String {
 impl Selection {
     /// The raw dimensions the exported ledger families use (see `Dims`).
     pub fn dims(&self) -> crate::ledger::class::Dims {
-        crate::ledger::class::Dims::of(self.ledger.iter().flatten().flatten())
+        use crate::ledger::class::Dims;
+        let mut d = Dims::of(self.ledger.iter().flatten().flatten());
+        for (f, labels) in LEDGER_FAMILIES.iter().zip(&self.ledger) {
+            if let (Some(_), crate::catalogue::Kind::Histogram(h)) = (labels, f.kind) {
+                d = d.with(Dims::hist(h));
+            }
+        }
+        d
     }
 
     /// Builds the selection; `file` and `text` are used to point at offending entries.
@@ -358,6 +365,36 @@ mod tests {
         assert_eq!(s.ledger[idx("litellm_requests_metric")], None);
         assert_eq!(s.ledger[idx("litellm_total_tokens_metric")], None);
         assert!(s.gauges.iter().all(Option::is_none));
+    }
+
+    #[test]
+    fn classes_keep_only_the_exported_histograms() {
+        use crate::catalogue::HistValue;
+        use crate::ledger::class::Dims;
+        let group = |metrics: &[&str]| {
+            vec![MetricsGroup {
+                group: None,
+                metrics: metrics.iter().map(|m| m.to_string()).collect(),
+                include_labels: None,
+            }]
+        };
+        let (s, _) = build(Some(group(&["litellm_spend_metric"])), &[], &[]);
+        assert!(HistValue::ALL.iter().all(|h| !s.dims().has(Dims::hist(*h))));
+        let (s, _) = build(
+            Some(group(&[
+                "litellm_spend_metric",
+                "litellm_llm_api_time_to_first_token_metric",
+            ])),
+            &[],
+            &[],
+        );
+        let kept: Vec<HistValue> = HistValue::ALL
+            .into_iter()
+            .filter(|h| s.dims().has(Dims::hist(*h)))
+            .collect();
+        assert_eq!(kept, vec![HistValue::TimeToFirstToken]);
+        let all = Selection::default().dims();
+        assert!(HistValue::ALL.iter().all(|h| all.has(Dims::hist(*h))));
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::catalogue::Label;
+use crate::catalogue::{HistValue, Label};
 
 /// The raw dimensions of a row, as produced by `ledger::project` (missing values as `""`,
 /// capped at 1024 characters). Two rows with equal keys are indistinguishable to every
@@ -72,6 +72,10 @@ impl Dims {
     pub const ERROR_PROVIDER: u32 = 1 << 19;
     pub const STREAM: u32 = 1 << 20;
     pub const EXTRAS: u32 = 1 << 21;
+    /// Not a label: the first of five bits, one per `HistValue`, for the histograms an exported
+    /// family shows. A class keeps (and a row computes) only those: five histograms of 18
+    /// counters each were most of a class's memory where no histogram is exported.
+    const HIST: u32 = 1 << 22;
 
     /// Every dimension (nothing merged).
     pub const ALL: Dims = Dims(u32::MAX);
@@ -113,6 +117,15 @@ impl Dims {
 
     pub fn has(self, bits: u32) -> bool {
         self.0 & bits != 0
+    }
+
+    /// The bit of histogram `h`.
+    pub fn hist(h: HistValue) -> u32 {
+        Self::HIST << h.index()
+    }
+
+    pub fn with(self, bits: u32) -> Dims {
+        Dims(self.0 | bits)
     }
 }
 

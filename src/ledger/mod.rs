@@ -74,9 +74,12 @@ pub struct ClassEntry {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Ledger {
     classes: Vec<ClassEntry>,
+    /// Positions in `classes`, found by the hash of the key stored there.
     #[serde(skip)]
+    index: hashbrown::HashTable<u32>,
     // aHash: hashing the 22 strings of a key per row was the largest single cost of counting.
-    index: HashMap<ClassKey, u32, RandomState>,
+    #[serde(skip)]
+    hasher: RandomState,
     memo: HashMap<String, HashMap<i64, Memo, RandomState>, RandomState>,
     memo_len: usize,
     pub stats: Stats,
@@ -85,12 +88,14 @@ pub struct Ledger {
 impl Ledger {
     /// Rebuilds the lookup index after deserialisation.
     pub fn reindex(&mut self) {
-        self.index = self
-            .classes
-            .iter()
-            .enumerate()
-            .map(|(i, c)| (c.key.clone(), i as u32))
-            .collect();
+        let (classes, hasher) = (&self.classes, &self.hasher);
+        self.index = hashbrown::HashTable::with_capacity(classes.len());
+        for (i, c) in classes.iter().enumerate() {
+            self.index
+                .insert_unique(hasher.hash_one(&c.key), i as u32, |&j| {
+                    hasher.hash_one(&classes[j as usize].key)
+                });
+        }
     }
 
     pub fn classes(&self) -> &[ClassEntry] {
@@ -99,7 +104,12 @@ impl Ledger {
 
     /// The index of a class in `classes()`, if it has been counted.
     pub fn class_index(&self, key: &ClassKey) -> Option<u32> {
-        self.index.get(key).copied()
+        let classes = &self.classes;
+        self.index
+            .find(self.hasher.hash_one(key), |&i| {
+                classes[i as usize].key == *key
+            })
+            .copied()
     }
 
     pub fn remembered_rows(&self) -> usize {
@@ -107,11 +117,14 @@ impl Ledger {
     }
 
     fn intern(&mut self, key: ClassKey) -> u32 {
-        if let Some(i) = self.index.get(&key) {
-            return *i;
+        let hash = self.hasher.hash_one(&key);
+        let (classes, hasher) = (&self.classes, &self.hasher);
+        if let Some(&i) = self.index.find(hash, |&i| classes[i as usize].key == key) {
+            return i;
         }
-        let i = self.classes.len() as u32;
-        self.index.insert(key.clone(), i);
+        let i = classes.len() as u32;
+        self.index
+            .insert_unique(hash, i, |&j| hasher.hash_one(&classes[j as usize].key));
         self.classes.push(ClassEntry {
             key,
             acc: ClassAcc::default(),

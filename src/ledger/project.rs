@@ -17,6 +17,7 @@ use super::class::{ClassKey, Dims};
 use super::read::{Extra, Identity};
 use super::values::RowValues;
 use super::RawRow;
+use crate::catalogue::HistValue;
 
 /// Label values (and so series keys) are capped at this many characters: a hostile alias of a
 /// megabyte costs a kilobyte per series, not a megabyte.
@@ -605,6 +606,13 @@ pub fn row(r: &Row, rules: &Rules<'_>) -> Result<RawRow, tokio_postgres::Error> 
         },
         extras,
     };
+    let observations = [
+        Some(total_us),
+        Some((total_us - overhead_us.unwrap_or(0)).max(0)),
+        ttft_us,
+        overhead_us,
+        per_token_us,
+    ];
     Ok(RawRow {
         request_id,
         start_ms,
@@ -614,13 +622,10 @@ pub fn row(r: &Row, rules: &Rules<'_>) -> Result<RawRow, tokio_postgres::Error> 
             spend_pico,
             v,
             bad_numbers: spend_bad + tokens_bad + duration_bad,
-            hist: [
-                Some(total_us),
-                Some((total_us - overhead_us.unwrap_or(0)).max(0)),
-                ttft_us,
-                overhead_us,
-                per_token_us,
-            ],
+            // Only the histograms an exported family shows (`Dims::hist`).
+            hist: std::array::from_fn(|i| {
+                observations[i].filter(|_| rules.dims.has(Dims::hist(HistValue::ALL[i])))
+            }),
         },
     })
 }

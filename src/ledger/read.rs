@@ -145,6 +145,12 @@ pub async fn snapshot(tx: &Transaction<'_>) -> Result<Snap, tokio_postgres::Erro
     })
 }
 
+/// Makes the rest of the transaction read a window's rows page by page (a bitmap heap scan)
+/// rather than row by row in `startTime` order (sql/ledger/window_plan.sql says why).
+pub async fn prefer_page_order(tx: &Transaction<'_>) -> Result<(), tokio_postgres::Error> {
+    tx.batch_execute(sql::LEDGER_WINDOW_PLAN).await
+}
+
 /// Oldest finite `startTime` in ms, or None for an empty table.
 pub async fn oldest_start(tx: &Transaction<'_>) -> Result<Option<i64>, tokio_postgres::Error> {
     tx.query_one(sql::LEDGER_BOUNDS, &[]).await?.try_get(0)

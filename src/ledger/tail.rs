@@ -7,6 +7,12 @@
 //! changes, never a subset, even for transactions that commit late). Re-read row versions are
 //! recognised by the ledger's memory of recent rows. Only rows whose `startTime` is inside the
 //! lateness window are looked at again; a row committed later than that is too late.
+//!
+//! The xmin restriction cannot use an index, so a read costs every row of its window. The polls
+//! therefore read nested windows, each `growth` times wider and read `growth` times less often
+//! than the one inside it (the widest is the lateness window): each window costs about the same
+//! per poll, and a poll's cost follows the insert rate times the narrowest window, not the
+//! lateness window (a row committed late is counted by the next read of a window that reaches it).
 
 use std::time::{Duration, Instant};
 
@@ -19,27 +25,74 @@ use crate::db::{self, DbError};
 /// Rows are forgotten this long after they leave the lateness window, so that a database clock
 /// stepping backwards cannot make a remembered row look new.
 const FORGET_SLACK_MS: i64 = 5 * 60 * 1000;
-const MIN_CHUNK_MS: i64 = 60 * 1000;
+/// A second of a busy proxy's traffic is a few thousand rows: well inside any statement timeout.
+const MIN_CHUNK_MS: i64 = 1000;
 const MAX_CHUNK_MS: i64 = 31 * 24 * 3600 * 1000;
 
 #[derive(Debug, Clone)]
 pub struct TailConfig {
     /// How late (after its `startTime`) a row may be committed or rewritten and still count.
     pub lateness: Duration,
-    /// The window every poll re-reads; the whole lateness window is re-read every `late_every`
-    /// polls.
+    /// The narrowest window, re-read by every poll.
     pub recent: Duration,
-    pub late_every: u32,
+    /// Each wider window is this many times wider, and re-read this many times less often, than
+    /// the one inside it (at least 2).
+    pub growth: u32,
     /// Aim for catch-up statements of about this duration.
     pub chunk_target: Duration,
+}
+
+/// One of the nested windows the polls read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    /// Reaches back this far from the database's clock.
+    pub ms: i64,
+    /// Read at every poll whose number is a multiple of this.
+    pub every: u64,
+}
+
+/// The widest of `windows` due at poll number `polls` (poll 0 reads the widest).
+fn due_window(windows: &[Window], polls: u64) -> usize {
+    (0..windows.len())
+        .rev()
+        .find(|&i| polls % windows[i].every.max(1) == 0)
+        .unwrap_or(0)
+}
+
+impl TailConfig {
+    /// The polls' windows, narrowest first; the last is the lateness window. A window n times
+    /// wider than the narrowest is read every n polls (rounded up), so that each costs about the
+    /// same per poll.
+    pub fn windows(&self) -> Vec<Window> {
+        let lateness = (self.lateness.as_millis() as i64).max(1);
+        let recent = (self.recent.as_millis() as i64).clamp(1, lateness);
+        let growth = i64::from(self.growth.max(2));
+        let mut out = Vec::new();
+        let mut ms = recent;
+        while ms < lateness {
+            out.push(Window {
+                ms,
+                every: (ms / recent) as u64,
+            });
+            ms = ms.saturating_mul(growth);
+        }
+        out.push(Window {
+            ms: lateness,
+            every: (lateness as u64).div_ceil(recent as u64),
+        });
+        out
+    }
 }
 
 /// The reading position, persisted with the ledger so that a restart resumes exactly.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Cursor {
     pub phase: Phase,
-    /// Snapshot xmin of the last read of the recent window (0: none yet).
-    pub recent_since: i64,
+    /// Snapshot xmin of the last read of each window narrower than the lateness window, narrowest
+    /// first (a read of a window also covers every narrower one). Empty, or of another length
+    /// after a configuration change: every window starts from `late_since`, which is older.
+    #[serde(default)]
+    pub since: Vec<i64>,
     /// Snapshot xmin of the last read of the whole lateness window (0: none yet).
     pub late_since: i64,
     pub polls: u64,
@@ -69,7 +122,7 @@ impl Default for Cursor {
                 end_ms: None,
                 since: 0,
             },
-            recent_since: 0,
+            since: Vec::new(),
             late_since: 0,
             polls: 0,
             chunk_ms: 3600 * 1000,
@@ -111,7 +164,8 @@ pub struct PollResult {
     pub rows_read: usize,
     pub new_rows: usize,
     pub grown_rows: usize,
-    pub late_scan: bool,
+    /// The window read, in ms back from the database's clock.
+    pub window_ms: i64,
 }
 
 pub struct Tail {
@@ -126,6 +180,57 @@ impl Tail {
 
     fn lateness_ms(&self) -> i64 {
         self.cfg.lateness.as_millis() as i64
+    }
+
+    /// Sizes the next chunk so that a statement takes about `chunk_target`. Only a read of a
+    /// whole chunk says it could be wider: the polls' narrow windows (cut at the database's
+    /// clock) would otherwise widen it between two reads of the lateness window.
+    fn adapt(&mut self, took: Duration, whole_chunk: bool) {
+        if whole_chunk && took < self.cfg.chunk_target / 4 {
+            self.cursor.chunk_ms = (self.cursor.chunk_ms * 2).min(MAX_CHUNK_MS);
+        } else if took > self.cfg.chunk_target {
+            self.cursor.chunk_ms = (self.cursor.chunk_ms / 2).max(MIN_CHUNK_MS);
+        }
+    }
+
+    /// A chunk that hit `statement_timeout` (rows far denser than the chunks before: a backlog,
+    /// a busy last hour) is retried a quarter as wide, rather than timing out again forever.
+    fn shrink_on_timeout(&mut self, e: tokio_postgres::Error) -> tokio_postgres::Error {
+        if e.code() == Some(&tokio_postgres::error::SqlState::QUERY_CANCELED) {
+            self.cursor.chunk_ms = (self.cursor.chunk_ms / 4).max(MIN_CHUNK_MS);
+        }
+        e
+    }
+
+    /// The rows of `[lo_ms, +inf)` from transactions `>= since`, in one transaction (one
+    /// snapshot) but in `startTime` chunks: a statement stays short however many rows the window
+    /// holds (a busy proxy's hour is millions). Pages are read in page order
+    /// (`read::prefer_page_order`).
+    async fn read_window(
+        &mut self,
+        tx: &tokio_postgres::Transaction<'_>,
+        p: &Projection,
+        lo_ms: i64,
+        snap: &read::Snap,
+        since: i64,
+    ) -> Result<Vec<super::RawRow>, DbError> {
+        read::prefer_page_order(tx).await?;
+        let mut rows = Vec::new();
+        let mut lo = lo_ms;
+        loop {
+            // The last chunk is open-ended: rows dated in the future (a skewed clock) count too.
+            let whole = lo.saturating_add(self.cursor.chunk_ms);
+            let hi = (lo < snap.now_ms).then(|| whole.min(snap.now_ms));
+            let started = Instant::now();
+            read::each_row(tx, p, Some(lo), hi, since, snap.xmax, |r| rows.push(r))
+                .await
+                .map_err(|e| self.shrink_on_timeout(e))?;
+            self.adapt(started.elapsed(), hi == Some(whole));
+            match hi {
+                Some(h) => lo = h,
+                None => return Ok(rows),
+            }
+        }
     }
 
     /// Runs the catch-up to its end, calling `progress` after every chunk. On error the cursor
@@ -193,7 +298,8 @@ impl Tail {
             let n = read::each_row(&tx, p, lo, Some(hi), since, xmax, |r| {
                 chunk.apply_row(r, false, &p.thresholds);
             })
-            .await?;
+            .await
+            .map_err(|e| self.shrink_on_timeout(e))?;
             tx.commit().await?;
             ledger.absorb(chunk);
             self.cursor.phase = Phase::CatchUp {
@@ -203,12 +309,7 @@ impl Tail {
             };
             rows_done += n;
             let empty = n == 0;
-            let took = started.elapsed();
-            if took < self.cfg.chunk_target / 4 {
-                self.cursor.chunk_ms = (self.cursor.chunk_ms * 2).min(MAX_CHUNK_MS);
-            } else if took > self.cfg.chunk_target {
-                self.cursor.chunk_ms = (self.cursor.chunk_ms / 2).max(MIN_CHUNK_MS);
-            }
+            self.adapt(started.elapsed(), hi < end_ms);
             next_ms = Some(hi);
             if empty && hi < end_ms {
                 // Jump over the years without rows (a row dated in 1000 AD would otherwise cost
@@ -235,21 +336,21 @@ impl Tail {
         // The lateness window: remembered, in one snapshot whose xmin starts the polls.
         let tx = db::read_tx(client).await?;
         let snap = read::snapshot(&tx).await?;
-        let rows = read::rows(&tx, p, Some(end_ms), None, since, snap.xmax).await?;
+        let rows = self.read_window(&tx, p, end_ms, &snap, since).await?;
         tx.commit().await?;
         for r in rows {
             ledger.apply_row(r, true, &p.thresholds);
         }
         ledger.forget_before(end_ms);
         self.cursor.remembered_from_ms = Some(end_ms);
-        self.cursor.recent_since = snap.xmin;
+        self.cursor.since = vec![snap.xmin; self.cfg.windows().len() - 1];
         self.cursor.late_since = snap.xmin;
         self.cursor.phase = Phase::Tailing;
         Ok(())
     }
 
-    /// One steady-state read: the recent window, or every `late_every` polls the whole lateness
-    /// window, restricted to row versions from transactions the previous read could not see.
+    /// One steady-state read: the widest window due at this poll, restricted to row versions
+    /// from transactions its previous read could not see.
     pub async fn poll(
         &mut self,
         client: &mut deadpool_postgres::Object,
@@ -257,21 +358,29 @@ impl Tail {
         p: &Projection,
     ) -> Result<PollResult, DbError> {
         debug_assert!(self.cursor.caught_up());
-        let late = self.cursor.polls % u64::from(self.cfg.late_every.max(1)) == 0;
-        let (window, since) = if late {
-            (self.lateness_ms(), self.cursor.late_since)
+        let windows = self.cfg.windows();
+        let widest = windows.len() - 1;
+        if self.cursor.since.len() != widest {
+            // A changed configuration: the lateness window's position is a superset for all.
+            self.cursor.since = vec![self.cursor.late_since; widest];
+        }
+        let due = due_window(&windows, self.cursor.polls);
+        let window = windows[due].ms;
+        let since = if due == widest {
+            self.cursor.late_since
         } else {
-            (self.cfg.recent.as_millis() as i64, self.cursor.recent_since)
+            self.cursor.since[due]
         };
         let tx = db::read_tx(client).await?;
         let snap = read::snapshot(&tx).await?;
-        let lo = snap.now_ms - window;
-        let rows = read::rows(&tx, p, Some(lo), None, since, snap.xmax).await?;
+        let rows = self
+            .read_window(&tx, p, snap.now_ms - window, &snap, since)
+            .await?;
         tx.commit().await?;
 
         let mut result = PollResult {
             rows_read: rows.len(),
-            late_scan: late,
+            window_ms: window,
             ..Default::default()
         };
         for r in rows {
@@ -281,9 +390,12 @@ impl Tail {
                 super::Applied::Unchanged => {}
             }
         }
-        // A full-window read also covered the recent window.
-        self.cursor.recent_since = snap.xmin;
-        if late {
+        // A window's read also covered every narrower window.
+        let read_through = if due == widest { widest } else { due + 1 };
+        for s in &mut self.cursor.since[..read_through] {
+            *s = snap.xmin;
+        }
+        if due == widest {
             self.cursor.late_since = snap.xmin;
         }
         self.cursor.polls += 1;
@@ -293,5 +405,68 @@ impl Tail {
             self.cursor.remembered_from_ms = Some(forget);
         }
         Ok(result)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(lateness_s: u64, recent_s: u64, growth: u32) -> TailConfig {
+        TailConfig {
+            lateness: Duration::from_secs(lateness_s),
+            recent: Duration::from_secs(recent_s),
+            growth,
+            chunk_target: Duration::from_secs(2),
+        }
+    }
+
+    fn secs_every(c: &TailConfig) -> Vec<(i64, u64)> {
+        c.windows().iter().map(|w| (w.ms / 1000, w.every)).collect()
+    }
+
+    #[test]
+    fn windows_nest_up_to_the_lateness_window() {
+        // The defaults: 2, 8 and 32 minutes, then the hour, read every 1, 4, 16 and 30 polls.
+        assert_eq!(
+            secs_every(&cfg(3600, 120, 4)),
+            vec![(120, 1), (480, 4), (1920, 16), (3600, 30)]
+        );
+        // A growth that reaches the lateness window exactly.
+        assert_eq!(secs_every(&cfg(3600, 900, 4)), vec![(900, 1), (3600, 4)]);
+        // The narrowest window is the lateness window: one window, every poll.
+        assert_eq!(secs_every(&cfg(3600, 3600, 4)), vec![(3600, 1)]);
+        // Wider than the lateness window is capped to it.
+        assert_eq!(secs_every(&cfg(60, 600, 2)), vec![(60, 1)]);
+        // Each window costs about the same per poll: width over period is the narrowest width.
+        for c in [cfg(3600, 120, 4), cfg(7200, 60, 3), cfg(3600, 7, 2)] {
+            for w in c.windows() {
+                let per_poll = w.ms as f64 / w.every as f64;
+                assert!(per_poll <= c.recent.as_millis() as f64, "{c:?}: {w:?}");
+                assert!(per_poll > c.recent.as_millis() as f64 / 2.0, "{c:?}: {w:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_window_is_read_as_often_as_it_says() {
+        let windows = cfg(3600, 120, 4).windows();
+        let due: Vec<usize> = (0..64).map(|p| due_window(&windows, p)).collect();
+        assert_eq!(due[0], 3, "the first poll reads the whole lateness window");
+        assert_eq!(&due[1..5], &[0, 0, 0, 1]);
+        assert_eq!(due[16], 2);
+        assert_eq!(due[30], 3);
+        assert_eq!(due[32], 2);
+        assert_eq!(due[60], 3);
+        // Every window (or a wider one) is read at least once per its period.
+        for (i, w) in windows.iter().enumerate() {
+            for start in 0..(64 - w.every as usize) {
+                assert!(
+                    (start..start + w.every as usize).any(|p| due[p] >= i),
+                    "window {i} not read within {} polls from poll {start}",
+                    w.every
+                );
+            }
+        }
     }
 }

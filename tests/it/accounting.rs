@@ -36,7 +36,8 @@ async fn late_rows_are_counted_once() {
     let db = fresh_db(Schema::New);
     let c = db.client().await;
     baseline(&c, 200).await;
-    // The whole lateness window only every third poll: the late rows below must be found by it.
+    // Nested windows of 1, 4, 16 and 60 min, read every 1, 4, 16 and 60 polls: each late row
+    // below is only inside the wider ones, and must be found by the first read that reaches it.
     let e = Exporter::start(
         &db.url,
         &[
@@ -44,13 +45,14 @@ async fn late_rows_are_counted_once() {
             "200ms",
             "--ledger.recent-window",
             "1m",
-            "--ledger.full-window-every",
-            "3",
+            "--ledger.window-growth",
+            "4",
         ],
     );
     e.wait_ready(Duration::from_secs(30)).await;
     settle(&e, &c, false).await;
     insert_row(&c, "late-30s", 30.0, "team-a", 0.5, 100, false).await;
+    insert_row(&c, "late-3m", 180.0, "team-b", 0.375, 20, false).await;
     insert_row(&c, "late-5m", 300.0, "team-b", 0.25, 50, false).await;
     insert_row(&c, "late-55m", 3300.0, "team-a", 1.75, 70, false).await;
     insert_row(&c, "late-fail", 1200.0, "team-b", 0.0, 0, true).await;
@@ -64,7 +66,10 @@ async fn rows_rewritten_in_place_add_only_their_growth() {
     baseline(&c, 50).await;
     insert_row(&c, "batch-cost", 10.0, "team-a", 0.0, 0, false).await;
     insert_row(&c, "old-batch-cost", 2400.0, "team-b", 0.0, 0, false).await;
-    let e = Exporter::start(&db.url, &args(&["--ledger.recent-window", "1m"]));
+    let e = Exporter::start(
+        &db.url,
+        &["--poll-interval", "200ms", "--ledger.recent-window", "1m"],
+    );
     e.wait_ready(Duration::from_secs(30)).await;
     settle(&e, &c, false).await;
     for id in ["batch-cost", "old-batch-cost"] {
@@ -236,13 +241,16 @@ async fn two_exporters_serve_identical_values() {
         )
         .await;
     }
-    // The second one reads the whole window only every other poll: same values regardless.
+    // The second one reads nested windows (5 min every poll, up to the hour every 12 polls):
+    // same values regardless.
     let b = Exporter::start(
         &db.url,
         &[
             "--poll-interval",
             "200ms",
-            "--ledger.full-window-every",
+            "--ledger.recent-window",
+            "5m",
+            "--ledger.window-growth",
             "2",
         ],
     );

@@ -259,7 +259,7 @@ async fn hostile_rows_keep_the_exposition_valid_and_finite() {
 
 #[tokio::test]
 async fn steady_state_reads_use_the_start_time_index() {
-    let (_db, c) = seeded(Schema::New, 120_000, 30).await;
+    let (_db, mut c) = seeded(Schema::New, 120_000, 30).await;
     c.batch_execute("ANALYZE \"LiteLLM_SpendLogs\"")
         .await
         .expect("analyze");
@@ -283,9 +283,14 @@ async fn steady_state_reads_use_the_start_time_index() {
         .await
         .expect("snapshot");
     let (xmin, xmax): (i64, i64) = (snap.get(0), snap.get(1));
-    // The two steady-state reads: the recent window and the whole lateness window.
-    for window in ["10 minutes", "1 hour"] {
-        let lo: String = c
+    // The polls' narrowest and widest windows (the defaults), planned as a poll plans them: in a
+    // transaction that prefers page order (sql/ledger/window_plan.sql).
+    for window in ["2 minutes", "1 hour"] {
+        let tx = c.transaction().await.expect("begin");
+        tx.batch_execute(litellm_exporter::sql::LEDGER_WINDOW_PLAN)
+            .await
+            .expect("window plan");
+        let lo: String = tx
             .query_one(
                 &format!("SELECT to_char((now() AT TIME ZONE 'UTC') - interval '{window}', 'YYYY-MM-DD HH24:MI:SS.MS')"),
                 &[],
@@ -293,7 +298,7 @@ async fn steady_state_reads_use_the_start_time_index() {
             .await
             .expect("lo")
             .get(0);
-        let plan: String = c
+        let plan: String = tx
             .query(
                 &format!("EXPLAIN {}", p.rows_sql()),
                 &[&lo, &"infinity", &xmin, &xmax],
@@ -309,8 +314,9 @@ async fn steady_state_reads_use_the_start_time_index() {
             "{window}: {plan}"
         );
         assert!(
-            plan.contains("LiteLLM_SpendLogs_startTime"),
+            plan.contains("Bitmap Index Scan on \"LiteLLM_SpendLogs_startTime"),
             "{window}: {plan}"
         );
+        tx.rollback().await.expect("rollback");
     }
 }

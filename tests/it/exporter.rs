@@ -26,13 +26,8 @@ pub struct Exporter {
     _dir: tempfile::TempDir,
 }
 
-/// Flags for fast tests: short polls, the whole lateness window read on every poll.
-pub const FAST: &[&str] = &[
-    "--poll-interval",
-    "200ms",
-    "--ledger.full-window-every",
-    "1",
-];
+/// Flags for fast tests: short polls, the whole lateness window (1 h) read on every poll.
+pub const FAST: &[&str] = &["--poll-interval", "200ms", "--ledger.recent-window", "1h"];
 
 impl Exporter {
     pub fn start(db_url: &str, args: &[&str]) -> Exporter {

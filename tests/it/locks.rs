@@ -93,12 +93,7 @@ async fn inserts_and_retention_deletes_are_never_blocked() {
     };
     let e = Exporter::start(
         &db.url,
-        &[
-            "--poll-interval",
-            "100ms",
-            "--ledger.full-window-every",
-            "1",
-        ],
+        &["--poll-interval", "100ms", "--ledger.recent-window", "1h"],
     );
 
     // LiteLLM's side: batched inserts of new rows (as its spend-log writer does) and retention

@@ -24,3 +24,4 @@ mod secrets;
 mod tls;
 mod truth;
 mod web;
+mod windows;
