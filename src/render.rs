@@ -259,8 +259,26 @@ pub type FamilyCounts = Vec<FamilyCount>;
 #[derive(Default)]
 struct LabelSet {
     labels: Vec<Label>,
-    index: HashMap<String, u32, RandomState>,
+    /// Positions in `blocks`, found by the hash of the block stored there (the text once).
+    index: hashbrown::HashTable<u32>,
+    hasher: RandomState,
     blocks: Vec<String>,
+}
+
+impl LabelSet {
+    /// The id of `block`, added if new.
+    fn intern(&mut self, block: String) -> u32 {
+        let hash = self.hasher.hash_one(&block);
+        let (blocks, hasher) = (&self.blocks, &self.hasher);
+        if let Some(&id) = self.index.find(hash, |&i| blocks[i as usize] == block) {
+            return id;
+        }
+        let id = blocks.len() as u32;
+        self.index
+            .insert_unique(hash, id, |&i| hasher.hash_one(&blocks[i as usize]));
+        self.blocks.push(block);
+        id
+    }
 }
 
 /// Renders the ledger families, remembering which series each class belongs to.
@@ -269,8 +287,11 @@ pub struct LedgerRenderer {
     sets: Vec<LabelSet>,
     /// Per `LEDGER_FAMILIES` entry: its label set, None when the family is not exported.
     family_set: Vec<Option<usize>>,
-    /// Per class, per label set: the class's block in that set.
-    class_series: Vec<Vec<u32>>,
+    /// Per class, per label set: the class's block in that set (class `c`'s ids are
+    /// `class_series[c * sets.len()..][..sets.len()]`; one allocation, not one per class).
+    class_series: Vec<u32>,
+    /// Classes mapped so far.
+    mapped: usize,
     org_aliases: HashMap<String, String>,
 }
 
@@ -298,9 +319,8 @@ impl LedgerRenderer {
             self.sets = sets;
         }
         let classes = ledger.classes();
-        for c in &classes[self.class_series.len()..] {
+        for c in &classes[self.mapped..] {
             let org = self.org_aliases.get(&c.key.org_id).map(String::as_str);
-            let mut ids = Vec::with_capacity(self.sets.len());
             for set in &mut self.sets {
                 let names: Vec<&str> = set.labels.iter().map(|l| sel.name(*l)).collect();
                 let values: Vec<String> = set
@@ -309,19 +329,10 @@ impl LedgerRenderer {
                     .map(|l| c.key.label_value(*l, org))
                     .collect();
                 let values: Vec<&str> = values.iter().map(String::as_str).collect();
-                let inner = label_block(&names, &values);
-                let next = set.blocks.len() as u32;
-                let id = match set.index.get(&inner) {
-                    Some(id) => *id,
-                    None => {
-                        set.index.insert(inner.clone(), next);
-                        set.blocks.push(inner);
-                        next
-                    }
-                };
-                ids.push(id);
+                let id = set.intern(label_block(&names, &values));
+                self.class_series.push(id);
             }
-            self.class_series.push(ids);
+            self.mapped += 1;
         }
     }
 
@@ -349,7 +360,8 @@ impl LedgerRenderer {
     /// (or is not exported). The class must have been mapped (`map_classes` or `render`).
     pub fn series_of(&self, f: usize, c: usize, key: &ClassKey) -> Option<usize> {
         let s = self.family_set[f]?;
-        counts_class(&LEDGER_FAMILIES[f], key).then(|| self.class_series[c][s] as usize)
+        counts_class(&LEDGER_FAMILIES[f], key)
+            .then(|| self.class_series[c * self.sets.len() + s] as usize)
     }
 
     /// The label blocks (`{a="x"}`) of family `f`'s series, indexed by series id (empty when the
