@@ -12,19 +12,18 @@
 //!   longer change the totals.
 
 pub mod class;
+pub mod memory;
 pub mod project;
 pub mod read;
 pub mod tail;
 pub mod values;
-
-use std::collections::HashMap;
 
 use ahash::RandomState;
 
 use serde::{Deserialize, Serialize};
 
 use class::ClassKey;
-use values::{ClassAcc, RowValues, Thresholds, NV};
+use values::{ClassAcc, RowValues, Thresholds};
 
 /// One row as read by `read::rows`.
 #[derive(Debug, Clone)]
@@ -36,15 +35,7 @@ pub struct RawRow {
     pub values: RowValues,
 }
 
-/// What the ledger remembers of a recent row: its class, the tuple version counted, and its
-/// additive values as counted so far.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Memo {
-    pub class: u32,
-    pub xmin: u32,
-    pub spend_pico: i64,
-    pub v: [i64; NV],
-}
+pub use memory::Memo;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Stats {
@@ -80,8 +71,7 @@ pub struct Ledger {
     // aHash: hashing the 22 strings of a key per row was the largest single cost of counting.
     #[serde(skip)]
     hasher: RandomState,
-    memo: HashMap<String, HashMap<i64, Memo, RandomState>, RandomState>,
-    memo_len: usize,
+    memo: memory::Memory,
     pub stats: Stats,
 }
 
@@ -113,7 +103,7 @@ impl Ledger {
     }
 
     pub fn remembered_rows(&self) -> usize {
-        self.memo_len
+        self.memo.len()
     }
 
     fn intern(&mut self, key: ClassKey) -> u32 {
@@ -147,11 +137,7 @@ impl Ledger {
     /// Counts one row version. `remember` keeps it for later re-reads; rows older than the
     /// lateness window are counted without being remembered.
     pub fn apply_row(&mut self, row: RawRow, remember: bool, thresholds: &Thresholds) -> Applied {
-        if let Some(m) = self
-            .memo
-            .get_mut(&row.request_id)
-            .and_then(|by_start| by_start.get_mut(&row.start_ms))
-        {
+        if let Some(m) = self.memo.get_mut(&row.request_id, row.start_ms) {
             if m.xmin == row.xmin {
                 return Applied::Unchanged;
             }
@@ -217,15 +203,7 @@ impl Ledger {
                 spend_pico: row.values.spend_pico.max(0),
                 v: row.values.v.map(|x| x.max(0)),
             };
-            if self
-                .memo
-                .entry(row.request_id)
-                .or_default()
-                .insert(row.start_ms, memo)
-                .is_none()
-            {
-                self.memo_len += 1;
-            }
+            self.memo.insert(row.request_id, row.start_ms, memo);
         }
         Applied::New
     }
@@ -235,7 +213,7 @@ impl Ledger {
     /// completed: a read that fails halfway (a recovery conflict, a killed session) is retried
     /// from its start, and the rows it had already streamed must not count twice.
     pub fn absorb(&mut self, chunk: Ledger) {
-        debug_assert_eq!(chunk.memo_len, 0, "absorbed chunks remember no rows");
+        debug_assert!(chunk.memo.is_empty(), "absorbed chunks remember no rows");
         for entry in chunk.classes {
             let i = self.intern(entry.key) as usize;
             self.classes[i].acc.merge(&entry.acc);
@@ -251,14 +229,7 @@ impl Ledger {
 
     /// Forgets rows that started before `before_ms`: no read will return them again.
     pub fn forget_before(&mut self, before_ms: i64) {
-        let mut removed = 0;
-        self.memo.retain(|_, by_start| {
-            let n = by_start.len();
-            by_start.retain(|start, _| *start >= before_ms);
-            removed += n - by_start.len();
-            !by_start.is_empty()
-        });
-        self.memo_len -= removed;
+        self.memo.forget_before(before_ms);
     }
 }
 
