@@ -161,6 +161,17 @@ impl Shared {
     }
 
     fn publish(&self, parts: Vec<Bytes>) {
+        // The same text again (an idle proxy): keep what is published, and its gzip.
+        let current = self.exposition();
+        if current.plain.len() == parts.len()
+            && current
+                .plain
+                .iter()
+                .zip(&parts)
+                .all(|(a, b)| (a.as_ptr() == b.as_ptr() && a.len() == b.len()) || a == b)
+        {
+            return;
+        }
         let next = Arc::new(Published {
             plain: parts,
             gzip: std::sync::OnceLock::new(),
@@ -220,6 +231,14 @@ pub fn fingerprint(cfg: &Config) -> String {
     .to_string()
 }
 
+/// A render of the ledger families: the ledger generation and organization aliases it shows.
+struct Rendered {
+    generation: u64,
+    org_aliases: std::collections::HashMap<String, String>,
+    parts: Vec<Bytes>,
+    counts: crate::render::FamilyCounts,
+}
+
 pub struct Refresher {
     cfg: Config,
     pool: Pool,
@@ -227,6 +246,8 @@ pub struct Refresher {
     ledger: Ledger,
     tail: Tail,
     renderer: LedgerRenderer,
+    /// The last render and what it was made from, reused while neither has changed.
+    rendered: Option<Rendered>,
     schema: Option<Schema>,
     projection: Option<Projection>,
     entities: Snapshot,
@@ -269,6 +290,7 @@ impl Refresher {
             shared,
             ledger,
             renderer: LedgerRenderer::default(),
+            rendered: None,
             schema: None,
             projection: None,
             entities: Snapshot::default(),
@@ -670,23 +692,37 @@ impl Refresher {
         // served (a state file is only saved every 30 s): serving them could look like a
         // counter reset, so the ledger families appear only once they are complete.
         let t0 = Instant::now();
-        let (ledger_parts, counts) = if self.tail.cursor.caught_up() {
+        let unchanged = self.rendered.as_ref().is_some_and(|r| {
+            r.generation == self.ledger.generation()
+                && r.org_aliases == self.entities.org_aliases
+        });
+        if !self.tail.cursor.caught_up() {
+            self.rendered = None;
+        } else if !unchanged {
             // Rendering a large ledger is CPU work of up to seconds; moving this worker thread
             // out of the async pool keeps scrapes answered meanwhile.
-            tokio::task::block_in_place(|| {
+            let (parts, counts) = tokio::task::block_in_place(|| {
                 self.renderer.render_parts(
                     &self.ledger,
                     &self.entities.org_aliases,
                     &self.cfg.thresholds,
                     &self.cfg.selection,
                 )
-            })
-        } else {
-            (Vec::new(), Vec::new())
+            });
+            self.rendered = Some(Rendered {
+                generation: self.ledger.generation(),
+                org_aliases: self.entities.org_aliases.clone(),
+                parts: parts.into_iter().map(Bytes::from).collect(),
+                counts,
+            });
+        }
+        let (ledger_parts, counts): (&[Bytes], &[_]) = match &self.rendered {
+            Some(r) => (&r.parts, &r.counts),
+            None => (&[], &[]),
         };
         let parts: Vec<Bytes> = ledger_parts
-            .into_iter()
-            .map(Bytes::from)
+            .iter()
+            .cloned()
             .chain([self.entities.text.clone()])
             .collect();
         for (family, n, folded, folded_rows) in counts.iter().chain(&self.entities.series) {

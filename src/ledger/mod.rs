@@ -73,6 +73,9 @@ pub struct Ledger {
     hasher: RandomState,
     memo: memory::Memory,
     pub stats: Stats,
+    /// Changes to the totals so far in this process: an unchanged ledger is not rendered again.
+    #[serde(skip)]
+    generation: u64,
 }
 
 impl Ledger {
@@ -100,6 +103,11 @@ impl Ledger {
                 classes[i as usize].key == *key
             })
             .copied()
+    }
+
+    /// Moves whenever a total changes (not across processes).
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     pub fn remembered_rows(&self) -> usize {
@@ -171,11 +179,13 @@ impl Ledger {
                 self.stats.corrections_ignored += 1;
             }
             if grew {
+                self.generation += 1;
                 return Applied::Grown;
             }
             return Applied::Unchanged;
         }
 
+        self.generation += 1;
         let class = self.intern(row.key);
         let acc = &mut self.classes[class as usize].acc;
         acc.rows += 1;
@@ -214,6 +224,7 @@ impl Ledger {
     /// from its start, and the rows it had already streamed must not count twice.
     pub fn absorb(&mut self, chunk: Ledger) {
         debug_assert!(chunk.memo.is_empty(), "absorbed chunks remember no rows");
+        self.generation += 1;
         for entry in chunk.classes {
             let i = self.intern(entry.key) as usize;
             self.classes[i].acc.merge(&entry.acc);
