@@ -263,8 +263,9 @@ pub struct PoolSettings {
 
 /// The pool: at most `MAX_POOL_SIZE` sessions, each read-only with a statement timeout. Sessions
 /// are opened lazily, so creating the pool never fails because the database is down. JIT is off:
-/// compiling the wide aggregate of the start-up read costs more than running it (measured: 370 ms
-/// of compilation per 1,400-row chunk).
+/// the catch-up's chunk statements cross the JIT cost threshold, and compiling a statement costs
+/// more than it saves on a filtered scan that ships columns (the former SQL projection spent 370 ms
+/// compiling per 1,400-row chunk).
 pub fn pool(target: &Target, s: &PoolSettings) -> Pool {
     let mut cfg = target.config.clone();
     cfg.application_name(APPLICATION_NAME);
@@ -306,20 +307,6 @@ pub fn pool(target: &Target, s: &PoolSettings) -> Pool {
                     .batch_execute(&setup)
                     .await
                     .map_err(HookError::Backend)?;
-                // PostgreSQL 14+ would otherwise cache each LATERAL of the projection keyed by the
-                // row's metadata JSON: hashing it costs more than computing (measured 42 s vs
-                // 18.5 s for a million rows). The setting does not exist before 14.
-                let version: i32 = client
-                    .query_one("SELECT current_setting('server_version_num')::int", &[])
-                    .await
-                    .and_then(|r| r.try_get(0))
-                    .map_err(HookError::Backend)?;
-                if version >= 140_000 {
-                    client
-                        .batch_execute("SET enable_memoize = off")
-                        .await
-                        .map_err(HookError::Backend)?;
-                }
                 Ok(())
             })
         }))
