@@ -693,8 +693,7 @@ impl Refresher {
         // counter reset, so the ledger families appear only once they are complete.
         let t0 = Instant::now();
         let unchanged = self.rendered.as_ref().is_some_and(|r| {
-            r.generation == self.ledger.generation()
-                && r.org_aliases == self.entities.org_aliases
+            r.generation == self.ledger.generation() && r.org_aliases == self.entities.org_aliases
         });
         if !self.tail.cursor.caught_up() {
             self.rendered = None;
