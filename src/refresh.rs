@@ -708,6 +708,7 @@ impl Refresher {
                     &self.cfg.selection,
                 )
             });
+            sm.renders.inc();
             self.rendered = Some(Rendered {
                 generation: self.ledger.generation(),
                 org_aliases: self.entities.org_aliases.clone(),

@@ -271,3 +271,28 @@ async fn two_exporters_serve_identical_values() {
     let sb = counters(&settle(&b, &c, false).await);
     assert_eq!(sa, sb);
 }
+
+#[tokio::test]
+async fn an_unchanged_ledger_is_not_rendered_again() {
+    let db = fresh_db(Schema::New);
+    let c = db.client().await;
+    baseline(&c, 30).await;
+    let e = Exporter::start(&db.url, &args(&[]));
+    e.wait_ready(Duration::from_secs(30)).await;
+    let renders = |s: &super::exporter::Scrape| {
+        s.value("litellm_exporter_renders_total")
+            .expect("litellm_exporter_renders_total")
+    };
+    let before = renders(&settle(&e, &c, false).await);
+    assert!(before >= 1.0, "the caught-up ledger was rendered");
+    // Polls every 200 ms: about ten of them without a new row.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let idle = renders(&e.scrape().await);
+    assert_eq!(idle, before, "idle polls rendered the same totals again");
+    insert_row(&c, "after-idle", 1.0, "team-a", 0.5, 10, false).await;
+    let after = renders(&settle(&e, &c, false).await);
+    assert!(
+        after > idle,
+        "a new row must be rendered ({idle} -> {after})"
+    );
+}
