@@ -231,10 +231,10 @@ pub fn fingerprint(cfg: &Config) -> String {
     .to_string()
 }
 
-/// A render of the ledger families: the ledger generation and organization aliases it shows.
+/// A render of the ledger families and the ledger generation it shows (the renderer keeps the
+/// organization aliases it used).
 struct Rendered {
     generation: u64,
-    org_aliases: std::collections::HashMap<String, String>,
     parts: Vec<Bytes>,
     counts: crate::render::FamilyCounts,
 }
@@ -693,7 +693,8 @@ impl Refresher {
         // counter reset, so the ledger families appear only once they are complete.
         let t0 = Instant::now();
         let unchanged = self.rendered.as_ref().is_some_and(|r| {
-            r.generation == self.ledger.generation() && r.org_aliases == self.entities.org_aliases
+            r.generation == self.ledger.generation()
+                && self.renderer.rendered_with(&self.entities.org_aliases)
         });
         if !self.tail.cursor.caught_up() {
             self.rendered = None;
@@ -711,7 +712,6 @@ impl Refresher {
             sm.renders.inc();
             self.rendered = Some(Rendered {
                 generation: self.ledger.generation(),
-                org_aliases: self.entities.org_aliases.clone(),
                 parts: parts.into_iter().map(Bytes::from).collect(),
                 counts,
             });

@@ -393,6 +393,11 @@ impl LedgerRenderer {
         }
     }
 
+    /// Whether the last render used these organization aliases.
+    pub fn rendered_with(&self, org_aliases: &HashMap<String, String>) -> bool {
+        *org_aliases == self.org_aliases
+    }
+
     /// Renders every ledger family, one text per family in catalogue order (empty for families
     /// with nothing to write), and the number of series per family. Families are rendered in
     /// parallel: a first render of millions of series is seconds of CPU that would otherwise
