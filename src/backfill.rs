@@ -295,11 +295,11 @@ impl Series {
                     }
                     Kind::Histogram(h) => {
                         let hi = h.index();
-                        add_growth(&mut st.hists[i], &acc.hist[hi], &old.hist[hi]);
+                        add_growth(&mut st.hists[i], acc.hist(hi), old.hist(hi));
                         if st.folded[i] {
-                            add_growth(&mut st.other_hist, &acc.hist[hi], &old.hist[hi]);
+                            add_growth(&mut st.other_hist, acc.hist(hi), old.hist(hi));
                         }
-                        acc.hist[hi] != old.hist[hi]
+                        acc.hist(hi) != old.hist(hi)
                     }
                 };
                 st.rows[i] += d_rows;

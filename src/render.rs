@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use ahash::RandomState;
 
 use crate::catalogue::{CounterValue, Kind, Label, LedgerFamily, Rows, LEDGER_FAMILIES};
-use crate::ledger::class::ClassKey;
+use crate::ledger::packed::PackedKey;
 use crate::ledger::values::{additive_index, ClassAcc, HistAcc, Thresholds};
 use crate::ledger::{ClassEntry, Ledger};
 use crate::selection::Selection;
@@ -100,11 +100,11 @@ pub fn only_when_positive(v: CounterValue) -> bool {
     )
 }
 
-fn counts_class(f: &LedgerFamily, k: &ClassKey) -> bool {
+fn counts_class(f: &LedgerFamily, k: &PackedKey) -> bool {
     let rows_ok = match f.rows {
         Rows::All => true,
-        Rows::Success => !k.failed,
-        Rows::Failure => k.failed,
+        Rows::Success => !k.failed(),
+        Rows::Failure => k.failed(),
     };
     rows_ok
         && match f.kind {
@@ -318,15 +318,16 @@ impl LedgerRenderer {
                 .collect();
             self.sets = sets;
         }
-        let classes = ledger.classes();
-        for c in &classes[self.mapped..] {
-            let org = self.org_aliases.get(&c.key.org_id).map(String::as_str);
+        for c in self.mapped..ledger.classes().len() {
+            // Once per class and renderer: spelling the key out costs a few allocations.
+            let key = ledger.key(c);
+            let org = self.org_aliases.get(&key.org_id).map(String::as_str);
             for set in &mut self.sets {
                 let names: Vec<&str> = set.labels.iter().map(|l| sel.name(*l)).collect();
                 let values: Vec<String> = set
                     .labels
                     .iter()
-                    .map(|l| c.key.label_value(*l, org))
+                    .map(|l| key.label_value(*l, org))
                     .collect();
                 let values: Vec<&str> = values.iter().map(String::as_str).collect();
                 let id = set.intern(label_block(&names, &values));
@@ -358,7 +359,7 @@ impl LedgerRenderer {
 
     /// The series of class `c` in family `f`, or None if the family does not count the class
     /// (or is not exported). The class must have been mapped (`map_classes` or `render`).
-    pub fn series_of(&self, f: usize, c: usize, key: &ClassKey) -> Option<usize> {
+    pub fn series_of(&self, f: usize, c: usize, key: &PackedKey) -> Option<usize> {
         let s = self.family_set[f]?;
         counts_class(&LEDGER_FAMILIES[f], key)
             .then(|| self.class_series[c * self.sets.len() + s] as usize)
@@ -542,7 +543,7 @@ impl LedgerRenderer {
                 let mut sums: Vec<HistAcc> = vec![HistAcc::default(); blocks.len()];
                 for (c, id) in classes.iter().zip(&series) {
                     if let Some(id) = id {
-                        sums[*id].merge(&c.acc.hist[hi]);
+                        sums[*id].merge(c.acc.hist(hi));
                     }
                 }
                 let mark = out.len();

@@ -13,6 +13,7 @@
 
 pub mod class;
 pub mod memory;
+pub mod packed;
 pub mod project;
 pub mod read;
 pub mod tail;
@@ -20,9 +21,11 @@ pub mod values;
 
 use ahash::RandomState;
 
-use serde::{Deserialize, Serialize};
+use serde::ser::{SerializeSeq, SerializeStruct};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use class::ClassKey;
+use packed::{KeyView, PackedKey, Strings};
 use values::{ClassAcc, RowValues, Thresholds};
 
 /// One row as read by `read::rows`.
@@ -56,38 +59,104 @@ pub enum Applied {
     Unchanged,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone)]
 pub struct ClassEntry {
-    pub key: ClassKey,
+    /// Resolved through the ledger's `strings` (`Ledger::key`, `Ledger::view`).
+    pub key: PackedKey,
     pub acc: ClassAcc,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+/// The totals, the memory of recent rows, and what the state file keeps of them. Serialised by
+/// hand (below) because the file spells class keys out: it stays readable by every version.
+#[derive(Debug, Clone, Default)]
 pub struct Ledger {
     classes: Vec<ClassEntry>,
+    /// The dimension values of every class key.
+    strings: Strings,
     /// Positions in `classes`, found by the hash of the key stored there.
-    #[serde(skip)]
     index: hashbrown::HashTable<u32>,
-    // aHash: hashing the 22 strings of a key per row was the largest single cost of counting.
-    #[serde(skip)]
+    // aHash: hashing the strings of a key per row was the largest single cost of counting.
     hasher: RandomState,
     memo: memory::Memory,
     pub stats: Stats,
     /// Changes to the totals so far in this process: an unchanged ledger is not rendered again.
-    #[serde(skip)]
     generation: u64,
+}
+
+/// A class as the state file spells it.
+#[derive(Serialize)]
+struct EntryOut<'a> {
+    key: ClassKey,
+    acc: &'a ClassAcc,
+}
+
+#[derive(Deserialize)]
+struct EntryIn {
+    key: ClassKey,
+    acc: ClassAcc,
+}
+
+#[derive(Deserialize)]
+struct LedgerIn {
+    classes: Vec<EntryIn>,
+    memo: memory::Memory,
+    stats: Stats,
+}
+
+/// The classes, each key unpacked only while it is written.
+struct ClassesOut<'a>(&'a Ledger);
+
+impl Serialize for ClassesOut<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let l = self.0;
+        let mut seq = s.serialize_seq(Some(l.classes.len()))?;
+        for c in &l.classes {
+            seq.serialize_element(&EntryOut {
+                key: c.key.unpack(&l.strings),
+                acc: &c.acc,
+            })?;
+        }
+        seq.end()
+    }
+}
+
+impl Serialize for Ledger {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut st = s.serialize_struct("Ledger", 3)?;
+        st.serialize_field("classes", &ClassesOut(self))?;
+        st.serialize_field("memo", &self.memo)?;
+        st.serialize_field("stats", &self.stats)?;
+        st.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Ledger {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Ledger, D::Error> {
+        let file = LedgerIn::deserialize(d)?;
+        let mut l = Ledger {
+            memo: file.memo,
+            stats: file.stats,
+            ..Ledger::default()
+        };
+        // In file order: remembered rows refer to classes by position.
+        l.classes.reserve_exact(file.classes.len());
+        for e in file.classes {
+            let key = PackedKey::pack(&e.key, &mut l.strings);
+            l.classes.push(ClassEntry { key, acc: e.acc });
+        }
+        l.reindex();
+        Ok(l)
+    }
 }
 
 impl Ledger {
     /// Rebuilds the lookup index after deserialisation.
     pub fn reindex(&mut self) {
-        let (classes, hasher) = (&self.classes, &self.hasher);
+        let (classes, hasher, strings) = (&self.classes, &self.hasher, &self.strings);
+        let hash = |j: u32| packed::hash(hasher, &classes[j as usize].key.view(strings));
         self.index = hashbrown::HashTable::with_capacity(classes.len());
-        for (i, c) in classes.iter().enumerate() {
-            self.index
-                .insert_unique(hasher.hash_one(&c.key), i as u32, |&j| {
-                    hasher.hash_one(&classes[j as usize].key)
-                });
+        for i in 0..classes.len() as u32 {
+            self.index.insert_unique(hash(i), i, |&j| hash(j));
         }
     }
 
@@ -95,12 +164,22 @@ impl Ledger {
         &self.classes
     }
 
+    /// The dimensions of class `c`, read in place.
+    pub fn view(&self, c: usize) -> packed::Packed<'_> {
+        self.classes[c].key.view(&self.strings)
+    }
+
+    /// The dimensions of class `c`, spelled out.
+    pub fn key(&self, c: usize) -> ClassKey {
+        self.classes[c].key.unpack(&self.strings)
+    }
+
     /// The index of a class in `classes()`, if it has been counted.
     pub fn class_index(&self, key: &ClassKey) -> Option<u32> {
-        let classes = &self.classes;
+        let (classes, strings) = (&self.classes, &self.strings);
         self.index
-            .find(self.hasher.hash_one(key), |&i| {
-                classes[i as usize].key == *key
+            .find(packed::hash(&self.hasher, key), |&i| {
+                packed::same(key, &classes[i as usize].key.view(strings))
             })
             .copied()
     }
@@ -114,15 +193,19 @@ impl Ledger {
         self.memo.len()
     }
 
-    fn intern(&mut self, key: ClassKey) -> u32 {
-        let hash = self.hasher.hash_one(&key);
-        let (classes, hasher) = (&self.classes, &self.hasher);
-        if let Some(&i) = self.index.find(hash, |&i| classes[i as usize].key == key) {
+    fn intern(&mut self, key: &impl KeyView) -> u32 {
+        let hash = packed::hash(&self.hasher, key);
+        let (classes, hasher, strings) = (&self.classes, &self.hasher, &self.strings);
+        if let Some(&i) = self.index.find(hash, |&i| {
+            packed::same(key, &classes[i as usize].key.view(strings))
+        }) {
             return i;
         }
         let i = classes.len() as u32;
-        self.index
-            .insert_unique(hash, i, |&j| hasher.hash_one(&classes[j as usize].key));
+        self.index.insert_unique(hash, i, |&j| {
+            packed::hash(hasher, &classes[j as usize].key.view(strings))
+        });
+        let key = PackedKey::pack(key, &mut self.strings);
         self.classes.push(ClassEntry {
             key,
             acc: ClassAcc::default(),
@@ -175,7 +258,7 @@ impl Ledger {
                     shrank = true;
                 }
             }
-            if shrank || self.classes[class].key != row.key {
+            if shrank || !packed::same(&row.key, &self.view(class)) {
                 self.stats.corrections_ignored += 1;
             }
             if grew {
@@ -186,7 +269,7 @@ impl Ledger {
         }
 
         self.generation += 1;
-        let class = self.intern(row.key);
+        let class = self.intern(&row.key);
         let acc = &mut self.classes[class as usize].acc;
         acc.rows += 1;
         acc.add.spend_pico += row.values.spend_pico.max(0) as u128;
@@ -197,7 +280,7 @@ impl Ledger {
         }
         for (h, obs) in row.values.hist.iter().enumerate() {
             if let Some(v) = obs {
-                acc.hist[h].observe(*v, &thresholds.micros[h]);
+                acc.hist_mut(h).observe(*v, &thresholds.micros[h]);
             }
         }
         self.stats.rows_ingested += 1;
@@ -225,8 +308,8 @@ impl Ledger {
     pub fn absorb(&mut self, chunk: Ledger) {
         debug_assert!(chunk.memo.is_empty(), "absorbed chunks remember no rows");
         self.generation += 1;
-        for entry in chunk.classes {
-            let i = self.intern(entry.key) as usize;
+        for entry in &chunk.classes {
+            let i = self.intern(&entry.key.view(&chunk.strings)) as usize;
             self.classes[i].acc.merge(&entry.acc);
         }
         let s = chunk.stats;
@@ -284,7 +367,7 @@ mod tests {
         let acc = &l.classes()[0].acc;
         assert_eq!(acc.rows, 1);
         assert_eq!(acc.add.spend_pico, 30);
-        assert_eq!(acc.hist[0].count, 1);
+        assert_eq!(acc.hist(0).count, 1);
     }
 
     #[test]
@@ -308,10 +391,8 @@ mod tests {
         }
         via_chunk.absorb(chunk);
         let view = |l: &Ledger| {
-            let mut v: Vec<_> = l
-                .classes()
-                .iter()
-                .map(|c| (c.key.team_id.clone(), c.acc.clone()))
+            let mut v: Vec<_> = (0..l.classes().len())
+                .map(|c| (l.key(c).team_id, l.classes()[c].acc.clone()))
                 .collect();
             v.sort_by(|a, b| a.0.cmp(&b.0));
             v
@@ -335,6 +416,46 @@ mod tests {
         assert_eq!(l.classes().len(), 1);
         assert_eq!(l.classes()[0].acc.add.spend_pico, 30);
         assert_eq!(l.stats.corrections_ignored, 1);
+    }
+
+    #[test]
+    fn the_state_file_spells_keys_out_and_reads_back() {
+        let mut l = Ledger::default();
+        l.apply_row(row("a", 1, 10, "t"), true, &t());
+        l.apply_row(row("b", 1, 5, "u"), true, &t());
+        let json = serde_json::to_value(&l).unwrap();
+        // The file's shape from before keys were packed: every `ClassKey` field by name.
+        let t_key = ClassKey {
+            team_id: "t".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            json["classes"][0]["key"],
+            serde_json::to_value(&t_key).unwrap()
+        );
+        // A file from then kept five histograms per class, empty ones included.
+        let mut old = json.clone();
+        let empty = serde_json::json!({"count": 0, "sum": 0, "buckets": []});
+        for c in old["classes"].as_array_mut().unwrap() {
+            let first = c["acc"]["hist"][0].clone();
+            c["acc"]["hist"] = serde_json::json!([first, empty, empty, empty, empty]);
+        }
+        for file in [json, old] {
+            let mut back: Ledger = serde_json::from_value(file).unwrap();
+            assert_eq!(back.classes().len(), 2);
+            for c in 0..2 {
+                assert_eq!(back.key(c), l.key(c));
+                assert_eq!(back.classes()[c].acc, l.classes()[c].acc);
+            }
+            assert_eq!(back.class_index(&t_key), Some(0));
+            // The remembered rows still point at their classes.
+            assert_eq!(
+                back.apply_row(row("b", 2, 7, "u"), true, &t()),
+                Applied::Grown
+            );
+            assert_eq!(back.classes()[1].acc.add.spend_pico, 7);
+            assert_eq!(back.stats.corrections_ignored, 0);
+        }
     }
 
     #[test]

@@ -73,25 +73,60 @@ impl HistAcc {
 }
 
 /// Everything counted for one label class.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ClassAcc {
     pub rows: u64,
     pub add: Additive,
-    pub hist: [HistAcc; 5],
+    /// Per `HistValue` index, up to the last histogram observed: classes keep only the
+    /// histograms an exported family shows (`Dims::hist`), and five empty ones inline were 200
+    /// bytes of every class.
+    hist: Vec<HistAcc>,
 }
 
+/// The histogram of a class that observed nothing.
+static NO_OBSERVATIONS: HistAcc = HistAcc {
+    count: 0,
+    sum: 0,
+    buckets: Vec::new(),
+};
+
 impl ClassAcc {
+    /// Histogram `h` (a `HistValue` index).
+    pub fn hist(&self, h: usize) -> &HistAcc {
+        self.hist.get(h).unwrap_or(&NO_OBSERVATIONS)
+    }
+
+    pub fn hist_mut(&mut self, h: usize) -> &mut HistAcc {
+        if self.hist.len() <= h {
+            self.hist.resize(h + 1, HistAcc::default());
+        }
+        &mut self.hist[h]
+    }
+
     pub fn merge(&mut self, other: &ClassAcc) {
         self.rows += other.rows;
         self.add.spend_pico += other.add.spend_pico;
         for (a, b) in self.add.v.iter_mut().zip(other.add.v) {
             *a = a.saturating_add(b);
         }
-        for (a, b) in self.hist.iter_mut().zip(&other.hist) {
-            a.merge(b);
+        for (h, b) in other.hist.iter().enumerate() {
+            if b.count > 0 {
+                self.hist_mut(h).merge(b);
+            }
         }
     }
 }
+
+/// Equal counts, however many empty histograms either side holds.
+impl PartialEq for ClassAcc {
+    fn eq(&self, other: &ClassAcc) -> bool {
+        self.rows == other.rows
+            && self.add == other.add
+            && (0..self.hist.len().max(other.hist.len())).all(|h| self.hist(h) == other.hist(h))
+    }
+}
+
+impl Eq for ClassAcc {}
 
 /// The per-row numbers of one spend-log row (`ledger::project`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -32,9 +32,8 @@ fn tail(chunk_ms: i64) -> Tail {
 }
 
 fn totals(l: &Ledger) -> HashMap<ClassKey, ClassAcc> {
-    l.classes()
-        .iter()
-        .map(|c| (c.key.clone(), c.acc.clone()))
+    (0..l.classes().len())
+        .map(|c| (l.key(c), l.classes()[c].acc.clone()))
         .collect()
 }
 
