@@ -444,10 +444,12 @@ impl Series {
         use std::fmt::Write as _;
         let fam = &LEDGER_FAMILIES[f];
         let st = &self.fams[f];
+        let text;
         let block: &str = if id == OTHER {
             &st.other_block
         } else {
-            &r.blocks(f)[id as usize]
+            text = r.blocks(f).text(id as usize);
+            &text
         };
         // The block's labels without braces, after the target labels.
         let inner = if block.is_empty() {

@@ -125,11 +125,21 @@ pub fn position(file: &str, text: &str, token: &str) -> String {
 impl Selection {
     /// The raw dimensions the exported ledger families use (see `Dims`).
     pub fn dims(&self) -> crate::ledger::class::Dims {
+        use crate::catalogue::{CounterValue as V, Kind, Rows};
         use crate::ledger::class::Dims;
         let mut d = Dims::of(self.ledger.iter().flatten().flatten());
         for (f, labels) in LEDGER_FAMILIES.iter().zip(&self.ledger) {
-            if let (Some(_), crate::catalogue::Kind::Histogram(h)) = (labels, f.kind) {
+            if labels.is_none() {
+                continue;
+            }
+            if let Kind::Histogram(h) = f.kind {
                 d = d.with(Dims::hist(h));
+            }
+            if f.rows != Rows::All {
+                d = d.with(Dims::OUTCOME);
+            }
+            if let Kind::Counter(V::CacheHits | V::CacheMisses | V::CachedTokens) = f.kind {
+                d = d.with(Dims::CACHE);
             }
         }
         d
@@ -395,6 +405,38 @@ mod tests {
         assert_eq!(kept, vec![HistValue::TimeToFirstToken]);
         let all = Selection::default().dims();
         assert!(HistValue::ALL.iter().all(|h| all.has(Dims::hist(*h))));
+    }
+
+    #[test]
+    fn classes_keep_the_outcome_and_cache_hit_only_where_a_family_tells_them_apart() {
+        use crate::ledger::class::Dims;
+        let dims = |metrics: &[&str], labels: Option<&[&str]>| {
+            let group = vec![MetricsGroup {
+                group: None,
+                metrics: metrics.iter().map(|m| m.to_string()).collect(),
+                include_labels: labels.map(|l| l.iter().map(|s| s.to_string()).collect()),
+            }];
+            let (s, f) = build(Some(group), &[], &[]);
+            assert!(f.errors.is_empty(), "{:?}", f.errors);
+            let d = s.dims();
+            (d.has(Dims::OUTCOME), d.has(Dims::CACHE))
+        };
+        // Every row counts in the request total: which failed does not matter.
+        let total = "litellm_proxy_total_requests_metric";
+        assert_eq!(dims(&[total], Some(&["team"])), (false, false));
+        // ... unless its status code is a label.
+        assert_eq!(
+            dims(&[total], Some(&["team", "status_code"])),
+            (true, false)
+        );
+        assert_eq!(dims(&[total, "litellm_spend_metric"], None), (true, false));
+        assert_eq!(
+            dims(&["litellm_proxy_failed_requests_metric"], None),
+            (true, false)
+        );
+        assert_eq!(dims(&["litellm_cache_hits_metric"], None), (true, true));
+        let all = Selection::default().dims();
+        assert!(all.has(Dims::OUTCOME) && all.has(Dims::CACHE));
     }
 
     #[test]

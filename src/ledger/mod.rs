@@ -206,6 +206,13 @@ impl Ledger {
             packed::hash(hasher, &classes[j as usize].key.view(strings))
         });
         let key = PackedKey::pack(key, &mut self.strings);
+        if self.classes.len() == self.classes.capacity() {
+            // By an eighth, not by doubling: the classes are most of the ledger, and a doubled
+            // vector's unused half was a quarter of the exporter's heap (glibc moves the pages
+            // of a large block when it grows, so growing often costs little).
+            let more = (self.classes.len() / 8).max(1024);
+            self.classes.reserve_exact(more);
+        }
         self.classes.push(ClassEntry {
             key,
             acc: ClassAcc::default(),

@@ -586,11 +586,11 @@ pub fn row(r: &Row, rules: &Rules<'_>) -> Result<RawRow, tokio_postgres::Error> 
         client_ip: keep(Dims::CLIENT_IP, &|| Ok(capped(text(15)?)))?,
         user_agent: keep(Dims::USER_AGENT, &|| Ok(md_text(md.user_agent)))?,
         service_tier: keep(Dims::SERVICE_TIER, &|| Ok(md_text(usage.service_tier)))?,
-        failed: status.as_deref() == Some("failure"),
+        failed: rules.dims.has(Dims::OUTCOME) && status.as_deref() == Some("failure"),
         error_code: keep(Dims::ERROR_CODE, &|| Ok(md_text(error.error_code)))?,
         error_class: keep(Dims::ERROR_CLASS, &|| Ok(md_text(error.error_class)))?,
         error_provider: keep(Dims::ERROR_PROVIDER, &|| Ok(md_text(error.llm_provider)))?,
-        cache_hit: match text(17)? {
+        cache_hit: match text(17)?.filter(|_| rules.dims.has(Dims::CACHE)) {
             Some("True") => "True",
             Some("False") => "False",
             _ => "",

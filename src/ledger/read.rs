@@ -166,6 +166,20 @@ pub async fn next_start(
         .try_get(0)
 }
 
+/// The `startTime` (ms) of the row after the first `n` rows of `[lo, hi)` in `startTime` order, or
+/// None when the range holds no more than `n` (finite) rows: a chunk `[lo, that)` holds at most `n`.
+pub async fn chunk_end(
+    tx: &Transaction<'_>,
+    lo: Option<i64>,
+    hi: Option<i64>,
+    n: u64,
+) -> Result<Option<i64>, tokio_postgres::Error> {
+    let (lo, hi) = (bound(lo, false), bound(hi, true));
+    let n = i64::try_from(n).unwrap_or(i64::MAX);
+    let row = tx.query_opt(sql::LEDGER_CHUNK_END, &[&lo, &hi, &n]).await?;
+    row.map(|r| r.try_get(0)).transpose()
+}
+
 /// A bound as PostgreSQL timestamp text; None is the infinity on that side.
 fn bound(ms: Option<i64>, upper: bool) -> String {
     match ms.and_then(chrono::DateTime::from_timestamp_millis) {

@@ -28,6 +28,13 @@ const FORGET_SLACK_MS: i64 = 5 * 60 * 1000;
 /// A second of a busy proxy's traffic is a few thousand rows: well inside any statement timeout.
 const MIN_CHUNK_MS: i64 = 1000;
 const MAX_CHUNK_MS: i64 = 31 * 24 * 3600 * 1000;
+/// Rows per catch-up chunk before any chunk was timed: about 1.5 s of reading on the benchmark
+/// machine.
+const DEFAULT_CHUNK_ROWS: u64 = 100_000;
+const MIN_CHUNK_ROWS: u64 = 1000;
+const MAX_CHUNK_ROWS: u64 = 2_000_000;
+/// Chunks with fewer rows are too short to say how fast rows are read.
+const RATE_SAMPLE_ROWS: u64 = 10_000;
 
 #[derive(Debug, Clone)]
 pub struct TailConfig {
@@ -171,11 +178,18 @@ pub struct PollResult {
 pub struct Tail {
     pub cfg: TailConfig,
     pub cursor: Cursor,
+    /// The most rows a catch-up chunk holds (`read::chunk_end`): as many as are read in
+    /// `chunk_target`, measured on the chunks so far.
+    pub chunk_rows: u64,
 }
 
 impl Tail {
     pub fn new(cfg: TailConfig, cursor: Cursor) -> Self {
-        Tail { cfg, cursor }
+        Tail {
+            cfg,
+            cursor,
+            chunk_rows: DEFAULT_CHUNK_ROWS,
+        }
     }
 
     fn lateness_ms(&self) -> i64 {
@@ -193,19 +207,56 @@ impl Tail {
         }
     }
 
+    /// Sizes `chunk_rows` from a chunk of `n` rows read in `took`.
+    fn adapt_rows(&mut self, took: Duration, n: u64) {
+        if n >= RATE_SAMPLE_ROWS {
+            let per_s = n as f64 / took.as_secs_f64().max(1e-3);
+            self.chunk_rows = ((per_s * self.cfg.chunk_target.as_secs_f64()) as u64)
+                .clamp(MIN_CHUNK_ROWS, MAX_CHUNK_ROWS);
+        }
+    }
+
     /// A chunk that hit `statement_timeout` (rows far denser than the chunks before: a backlog,
-    /// a busy last hour) is retried a quarter as wide, rather than timing out again forever.
+    /// a busy last hour, a slow database) is retried a quarter as wide and a quarter as many
+    /// rows, rather than timing out again forever.
     fn shrink_on_timeout(&mut self, e: tokio_postgres::Error) -> tokio_postgres::Error {
         if e.code() == Some(&tokio_postgres::error::SqlState::QUERY_CANCELED) {
             self.cursor.chunk_ms = (self.cursor.chunk_ms / 4).max(MIN_CHUNK_MS);
+            self.chunk_rows = (self.chunk_rows / 4).max(MIN_CHUNK_ROWS);
         }
         e
+    }
+
+    /// `[lo, hi)` cut short where it would hold more than `chunk_rows` rows, and whether it was.
+    /// Never empty: a single millisecond holding more rows than that is read whole.
+    async fn cut(
+        &mut self,
+        tx: &tokio_postgres::Transaction<'_>,
+        lo: Option<i64>,
+        hi: Option<i64>,
+    ) -> Result<(Option<i64>, bool), tokio_postgres::Error> {
+        let end = read::chunk_end(tx, lo, hi, self.chunk_rows)
+            .await
+            .map_err(|e| self.shrink_on_timeout(e))?;
+        Ok(match end {
+            Some(e) => {
+                let e = lo.map_or(e, |l| e.max(l.saturating_add(1)));
+                if hi.is_none_or(|h| e < h) {
+                    (Some(e), true)
+                } else {
+                    (hi, false)
+                }
+            }
+            None => (hi, false),
+        })
     }
 
     /// The rows of `[lo_ms, +inf)` from transactions `>= since`, in one transaction (one
     /// snapshot) but in `startTime` chunks: a statement stays short however many rows the window
     /// holds (a busy proxy's hour is millions). Pages are read in page order
-    /// (`read::prefer_page_order`).
+    /// (`read::prefer_page_order`). With `by_rows`, chunks are also cut at `chunk_rows` rows:
+    /// the catch-up's window follows history of unknown density, while the polls' chunk sizes
+    /// follow the traffic poll by poll and save the extra index read.
     async fn read_window(
         &mut self,
         tx: &tokio_postgres::Transaction<'_>,
@@ -213,6 +264,7 @@ impl Tail {
         lo_ms: i64,
         snap: &read::Snap,
         since: i64,
+        by_rows: bool,
     ) -> Result<Vec<super::RawRow>, DbError> {
         read::prefer_page_order(tx).await?;
         let mut rows = Vec::new();
@@ -221,11 +273,20 @@ impl Tail {
             // The last chunk is open-ended: rows dated in the future (a skewed clock) count too.
             let whole = lo.saturating_add(self.cursor.chunk_ms);
             let hi = (lo < snap.now_ms).then(|| whole.min(snap.now_ms));
+            let (hi, cut) = if by_rows {
+                self.cut(tx, Some(lo), hi).await?
+            } else {
+                (hi, false)
+            };
             let started = Instant::now();
+            let before = rows.len();
             read::each_row(tx, p, Some(lo), hi, since, snap.xmax, |r| rows.push(r))
                 .await
                 .map_err(|e| self.shrink_on_timeout(e))?;
-            self.adapt(started.elapsed(), hi == Some(whole));
+            self.adapt(started.elapsed(), hi == Some(whole) && !cut);
+            if by_rows {
+                self.adapt_rows(started.elapsed(), (rows.len() - before) as u64);
+            }
             match hi {
                 Some(h) => lo = h,
                 None => return Ok(rows),
@@ -294,6 +355,8 @@ impl Tail {
             // Counted apart, and absorbed only once the whole chunk has been read (see
             // `Ledger::absorb`); the position moves past the chunk before anything else awaits,
             // so that no later failure makes it read again.
+            let (cut_hi, cut) = self.cut(&tx, lo, Some(hi)).await?;
+            let hi = cut_hi.unwrap_or(hi);
             let mut chunk = Ledger::default();
             let n = read::each_row(&tx, p, lo, Some(hi), since, xmax, |r| {
                 chunk.apply_row(r, false, &p.thresholds);
@@ -309,7 +372,8 @@ impl Tail {
             };
             rows_done += n;
             let empty = n == 0;
-            self.adapt(started.elapsed(), hi < end_ms);
+            self.adapt(started.elapsed(), hi < end_ms && !cut);
+            self.adapt_rows(started.elapsed(), n);
             next_ms = Some(hi);
             if empty && hi < end_ms {
                 // Jump over the years without rows (a row dated in 1000 AD would otherwise cost
@@ -336,7 +400,7 @@ impl Tail {
         // The lateness window: remembered, in one snapshot whose xmin starts the polls.
         let tx = db::read_tx(client).await?;
         let snap = read::snapshot(&tx).await?;
-        let rows = self.read_window(&tx, p, end_ms, &snap, since).await?;
+        let rows = self.read_window(&tx, p, end_ms, &snap, since, true).await?;
         tx.commit().await?;
         for r in rows {
             ledger.apply_row(r, true, &p.thresholds);
@@ -374,7 +438,7 @@ impl Tail {
         let tx = db::read_tx(client).await?;
         let snap = read::snapshot(&tx).await?;
         let rows = self
-            .read_window(&tx, p, snap.now_ms - window, &snap, since)
+            .read_window(&tx, p, snap.now_ms - window, &snap, since, false)
             .await?;
         tx.commit().await?;
 

@@ -31,6 +31,28 @@ fn tail(chunk_ms: i64) -> Tail {
     Tail::new(cfg, cursor)
 }
 
+/// A read session on the test database, and the projection of every dimension.
+async fn reader(url: &str) -> (deadpool_postgres::Object, Projection) {
+    let target = db::parse_url(url).expect("url");
+    let settings = PoolSettings {
+        size: 1,
+        statement_timeout: Duration::from_secs(15),
+        connect_timeout: Duration::from_secs(5),
+    };
+    let pool = db::pool(&target, &settings);
+    let client = pool.get().await.expect("session");
+    let schema = LiteLlmSchema::detect(&client).await.expect("schema");
+    let p = Projection::new(
+        &schema,
+        Dims::ALL,
+        Default::default(),
+        Thresholds::new(LATENCY_BUCKETS, DEFAULT_BUCKETS),
+        false,
+        &[],
+    );
+    (client, p)
+}
+
 fn totals(l: &Ledger) -> HashMap<ClassKey, ClassAcc> {
     (0..l.classes().len())
         .map(|c| (l.key(c), l.classes()[c].acc.clone()))
@@ -73,23 +95,7 @@ async fn chunked_window_reads_count_what_one_read_counts() {
     insert_row(&c, "future-1", -30.0, "team-a", 2.0, 5, false).await;
     insert_row(&c, "future-2", -3600.0, "team-b", 3.0, 6, false).await;
 
-    let target = db::parse_url(&db.url).expect("url");
-    let settings = PoolSettings {
-        size: 1,
-        statement_timeout: Duration::from_secs(15),
-        connect_timeout: Duration::from_secs(5),
-    };
-    let pool = db::pool(&target, &settings);
-    let mut client = pool.get().await.expect("session");
-    let schema = LiteLlmSchema::detect(&client).await.expect("schema");
-    let p = Projection::new(
-        &schema,
-        Dims::ALL,
-        Default::default(),
-        Thresholds::new(LATENCY_BUCKETS, DEFAULT_BUCKETS),
-        false,
-        &[],
-    );
+    let (mut client, p) = reader(&db.url).await;
 
     // One statement per window against chunks of one second (widening as they prove fast).
     let (mut one, mut many) = (tail(31 * 24 * 3600 * 1000), tail(1000));
@@ -134,4 +140,75 @@ async fn chunked_window_reads_count_what_one_read_counts() {
         assert_eq!(l.stats.rows_ingested, 546);
     }
     assert_eq!(totals(&l1), totals(&l2));
+}
+
+#[tokio::test]
+async fn catch_up_chunks_are_cut_where_history_turns_dense() {
+    let db = fresh_db(Schema::New);
+    let c = db.client().await;
+    // Weeks of sparse history, a burst of 60 rows within a second two days ago, 25 rows sharing
+    // one startTime a day ago, and 40 rows in the last hour (the lateness window's read).
+    for i in 0..30 {
+        let age = 86400.0 * (3.0 + i as f64);
+        insert_row(&c, &format!("old-{i}"), age, "team-a", 0.5, 10, false).await;
+    }
+    for i in 0..60 {
+        let age = 2.0 * 86400.0 + 0.013 * i as f64;
+        insert_row(
+            &c,
+            &format!("burst-{i}"),
+            age,
+            "team-b",
+            0.25,
+            i,
+            i % 7 == 0,
+        )
+        .await;
+    }
+    for i in 0..25 {
+        insert_row(&c, &format!("tie-{i}"), 86400.0, "team-c", 0.125, 3, false).await;
+    }
+    c.execute(
+        "UPDATE \"LiteLLM_SpendLogs\" SET \"startTime\" = (SELECT min(\"startTime\")
+           FROM \"LiteLLM_SpendLogs\" WHERE request_id LIKE 'tie-%') WHERE request_id LIKE 'tie-%'",
+        &[],
+    )
+    .await
+    .expect("tie");
+    for i in 0..40 {
+        let age = 600.0 + 0.05 * i as f64;
+        insert_row(&c, &format!("hour-{i}"), age, "team-a", 0.5, i, false).await;
+    }
+    let (mut client, p) = reader(&db.url).await;
+
+    // Chunks a month wide: by time alone, the first chunk would hold all 115 older rows.
+    let month = 31 * 24 * 3600 * 1000;
+    let (mut whole, mut bounded) = (tail(month), tail(month));
+    whole.chunk_rows = 1_000_000;
+    bounded.chunk_rows = 10;
+    let (mut l1, mut l2) = (Ledger::default(), Ledger::default());
+    whole
+        .catch_up(&mut client, &mut l1, &p, |_| {})
+        .await
+        .expect("catch-up");
+    let mut chunks = vec![(None, 0)];
+    bounded
+        .catch_up(&mut client, &mut l2, &p, |pr| {
+            chunks.push((Some(pr.done_ms), pr.rows))
+        })
+        .await
+        .expect("catch-up");
+    for w in chunks.windows(2) {
+        let ((from, before), (to, after)) = (w[0], w[1]);
+        let (n, width) = (after - before, from.map(|f| to.unwrap() - f));
+        // Only a single millisecond holding more rows than that (the tie) is read whole.
+        assert!(n <= 10 || width == Some(1), "{n} rows in {width:?} ms");
+    }
+    assert!(chunks.iter().any(|w| w.1 > 0), "{chunks:?}");
+    assert!(chunks.len() > 115 / 10, "{chunks:?}");
+    assert_eq!(chunks.last().unwrap().1, 115);
+    assert_eq!(l1.stats.rows_ingested, 155);
+    assert_eq!(l2.stats.rows_ingested, 155);
+    assert_eq!(totals(&l1), totals(&l2));
+    assert_eq!(l2.remembered_rows(), 40);
 }
