@@ -210,6 +210,18 @@ impl Shared {
     }
 }
 
+/// Returns the heap's free pages to the system. A render (and before the first one, the
+/// catch-up) frees as much as it keeps, in every thread's arena; glibc returns only the top of
+/// each heap by itself, and the rest stayed resident: measured 289 MB resident for a 1M-row
+/// benchmark ledger whose live heap was about 235 MB.
+fn give_back_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free memory; it takes the allocator's own locks.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 fn unix_now() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -739,6 +751,9 @@ impl Refresher {
         }
         // Compressing (when scrapes ask for gzip) is CPU work like rendering.
         tokio::task::block_in_place(|| self.shared.publish(parts));
+        if !unchanged {
+            give_back_free_memory();
+        }
         sm.refresh_duration
             .with_label_values(&["render"])
             .set(t0.elapsed().as_secs_f64());

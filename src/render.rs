@@ -121,8 +121,8 @@ pub fn counter_units(v: CounterValue, acc: &ClassAcc) -> u128 {
             u128::from(acc.rows)
         }
         CounterValue::Spend => acc.add.spend_pico,
-        CounterValue::CachedTokens => u128::from(acc.add.v[0]),
-        other => u128::from(acc.add.v[additive_index(other).unwrap_or(0)]),
+        CounterValue::CachedTokens => u128::from(acc.add.get(0)),
+        other => u128::from(acc.add.get(additive_index(other).unwrap_or(0))),
     }
 }
 

@@ -141,6 +141,17 @@ impl Selection {
             if let Kind::Counter(V::CacheHits | V::CacheMisses | V::CachedTokens) = f.kind {
                 d = d.with(Dims::CACHE);
             }
+            if let Kind::Counter(v) = f.kind {
+                // Cached tokens are the total tokens of cache hits.
+                let j = if v == V::CachedTokens {
+                    Some(0)
+                } else {
+                    crate::ledger::values::additive_index(v)
+                };
+                if let Some(j) = j {
+                    d = d.with(Dims::value(j));
+                }
+            }
         }
         d
     }
@@ -437,6 +448,34 @@ mod tests {
         assert_eq!(dims(&["litellm_cache_hits_metric"], None), (true, true));
         let all = Selection::default().dims();
         assert!(all.has(Dims::OUTCOME) && all.has(Dims::CACHE));
+    }
+
+    #[test]
+    fn classes_keep_only_the_values_an_exported_counter_shows() {
+        use crate::ledger::class::Dims;
+        let kept = |metrics: &[&str]| {
+            let group = vec![MetricsGroup {
+                group: None,
+                metrics: metrics.iter().map(|m| m.to_string()).collect(),
+                include_labels: None,
+            }];
+            let d = build(Some(group), &[], &[]).0.dims();
+            (0..12)
+                .filter(|j| d.has(Dims::value(*j)))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(kept(&["litellm_spend_metric"]), Vec::<usize>::new());
+        assert_eq!(kept(&["litellm_total_tokens_metric"]), vec![0]);
+        assert_eq!(kept(&["litellm_cached_tokens_metric"]), vec![0]);
+        assert_eq!(
+            kept(&[
+                "litellm_output_tokens_metric",
+                "litellm_output_reasoning_tokens_metric"
+            ]),
+            vec![2, 6]
+        );
+        let all = Selection::default().dims();
+        assert!((0..12).all(|j| all.has(Dims::value(j))));
     }
 
     #[test]

@@ -258,7 +258,7 @@ impl Ledger {
                 let new = (*new).max(0);
                 let d = new - m.v[j];
                 if d > 0 {
-                    acc.add.v[j] = acc.add.v[j].saturating_add(d as u64);
+                    acc.add.add(j, d as u64);
                     m.v[j] = new;
                     grew = true;
                 } else if d < 0 {
@@ -280,10 +280,8 @@ impl Ledger {
         let acc = &mut self.classes[class as usize].acc;
         acc.rows += 1;
         acc.add.spend_pico += row.values.spend_pico.max(0) as u128;
-        for (a, v) in acc.add.v.iter_mut().zip(row.values.v) {
-            // Saturating: absurd values (up to 1e15 per row from SQL) must not wrap to a smaller
-            // total; a saturated counter stays flat, which never reads as a reset.
-            *a = a.saturating_add(v.max(0) as u64);
+        for (j, v) in row.values.v.iter().enumerate() {
+            acc.add.add(j, (*v).max(0) as u64);
         }
         for (h, obs) in row.values.hist.iter().enumerate() {
             if let Some(v) = obs {

@@ -415,7 +415,7 @@ fn path_text(text: &str, path: &[String]) -> Option<String> {
 /// A dimension nobody exports stays empty (and is never allocated).
 fn keep(
     dims: Dims,
-    bit: u32,
+    bit: u64,
     f: &dyn Fn() -> Result<String, tokio_postgres::Error>,
 ) -> Result<String, tokio_postgres::Error> {
     if dims.has(bit) {
@@ -526,6 +526,14 @@ pub fn row(r: &Row, rules: &Rules<'_>) -> Result<RawRow, tokio_postgres::Error> 
         u_cache_read.or(ptd_cached).unwrap_or(0),
         u_cache_creation.or(ptd_cache_write).unwrap_or(0),
     ];
+    // Only the values an exported counter shows (`Dims::value`).
+    let v: [i64; super::values::NV] = std::array::from_fn(|j| {
+        if rules.dims.has(Dims::value(j)) {
+            v[j]
+        } else {
+            0
+        }
+    });
     let per_token_us =
         (completion_tokens > 0).then(|| div_round(ttft_us.unwrap_or(total_us), completion_tokens));
 

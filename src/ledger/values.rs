@@ -30,11 +30,43 @@ pub fn additive_index(v: CounterValue) -> Option<usize> {
 }
 
 /// Values that can grow when LiteLLM rewrites a row in place (a $0 cost row taken over later).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Additive {
     pub spend_pico: u128,
-    pub v: [u64; NV],
+    /// By `additive_index`, up to the last value that counted something: rows carry only the
+    /// values an exported counter shows (`Dims::value`), and the others are never stored.
+    v: Box<[u64]>,
 }
+
+impl Additive {
+    pub fn get(&self, j: usize) -> u64 {
+        self.v.get(j).copied().unwrap_or(0)
+    }
+
+    /// Adds `d` to value `j`. Saturating: absurd values (up to 1e15 per row from SQL) must not
+    /// wrap to a smaller total; a saturated counter stays flat, which never reads as a reset.
+    pub fn add(&mut self, j: usize, d: u64) {
+        if d == 0 {
+            return;
+        }
+        if self.v.len() <= j {
+            let mut v = std::mem::take(&mut self.v).into_vec();
+            v.resize(j + 1, 0);
+            self.v = v.into_boxed_slice();
+        }
+        self.v[j] = self.v[j].saturating_add(d);
+    }
+}
+
+/// Equal values, however many zeros either side stores.
+impl PartialEq for Additive {
+    fn eq(&self, other: &Additive) -> bool {
+        self.spend_pico == other.spend_pico
+            && (0..self.v.len().max(other.v.len())).all(|j| self.get(j) == other.get(j))
+    }
+}
+
+impl Eq for Additive {}
 
 /// One histogram of one class: observation count, sum in the histogram's integer unit, and a
 /// cumulative count per finite bucket bound (the +Inf bucket is `count`).
@@ -106,8 +138,8 @@ impl ClassAcc {
     pub fn merge(&mut self, other: &ClassAcc) {
         self.rows += other.rows;
         self.add.spend_pico += other.add.spend_pico;
-        for (a, b) in self.add.v.iter_mut().zip(other.add.v) {
-            *a = a.saturating_add(b);
+        for (j, b) in other.add.v.iter().enumerate() {
+            self.add.add(j, *b);
         }
         for (h, b) in other.hist.iter().enumerate() {
             if b.count > 0 {
