@@ -6,6 +6,7 @@
 pub const SCHEMA_COLUMNS: &str = include_str!("../sql/schema_columns.sql");
 pub const LEDGER_PROJECT: &str = include_str!("../sql/ledger/project.sql");
 pub const LEDGER_WINDOW_PLAN: &str = include_str!("../sql/ledger/window_plan.sql");
+pub const LEDGER_INDEX_PLAN: &str = include_str!("../sql/ledger/index_plan.sql");
 pub const LEDGER_SNAPSHOT: &str = include_str!("../sql/ledger/snapshot.sql");
 pub const LEDGER_BOUNDS: &str = include_str!("../sql/ledger/bounds.sql");
 pub const LEDGER_NEXT_START: &str = include_str!("../sql/ledger/next_start.sql");

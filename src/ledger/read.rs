@@ -151,6 +151,12 @@ pub async fn prefer_page_order(tx: &Transaction<'_>) -> Result<(), tokio_postgre
     tx.batch_execute(sql::LEDGER_WINDOW_PLAN).await
 }
 
+/// Lets the rest of the transaction walk the `startTime` index in order again (`chunk_end`), until
+/// `prefer_page_order` runs again.
+pub async fn allow_index_order(tx: &Transaction<'_>) -> Result<(), tokio_postgres::Error> {
+    tx.batch_execute(sql::LEDGER_INDEX_PLAN).await
+}
+
 /// Oldest finite `startTime` in ms, or None for an empty table.
 pub async fn oldest_start(tx: &Transaction<'_>) -> Result<Option<i64>, tokio_postgres::Error> {
     tx.query_one(sql::LEDGER_BOUNDS, &[]).await?.try_get(0)

@@ -274,7 +274,11 @@ impl Tail {
             let whole = lo.saturating_add(self.cursor.chunk_ms);
             let hi = (lo < snap.now_ms).then(|| whole.min(snap.now_ms));
             let (hi, cut) = if by_rows {
-                self.cut(tx, Some(lo), hi).await?
+                // The cut walks the index in order; the rows are read in page order.
+                read::allow_index_order(tx).await?;
+                let cut = self.cut(tx, Some(lo), hi).await?;
+                read::prefer_page_order(tx).await?;
+                cut
             } else {
                 (hi, false)
             };

@@ -317,6 +317,27 @@ async fn steady_state_reads_use_the_start_time_index() {
             plan.contains("Bitmap Index Scan on \"LiteLLM_SpendLogs_startTime"),
             "{window}: {plan}"
         );
+        // Where a chunk of 10,000 rows ends is found by walking the index in order, in the same
+        // transaction (sql/ledger/index_plan.sql undoes the page-order preference first).
+        tx.batch_execute(litellm_exporter::sql::LEDGER_INDEX_PLAN)
+            .await
+            .expect("index plan");
+        let plan: String = tx
+            .query(
+                &format!("EXPLAIN {}", litellm_exporter::sql::LEDGER_CHUNK_END),
+                &[&lo, &"infinity", &10_000i64],
+            )
+            .await
+            .expect("explain")
+            .iter()
+            .map(|r| r.get::<_, String>(0))
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert!(
+            plan.contains("Index Only Scan using \"LiteLLM_SpendLogs_startTime"),
+            "{window}: {plan}"
+        );
+        assert!(!plan.contains("Sort"), "{window}: {plan}");
         tx.rollback().await.expect("rollback");
     }
 }
