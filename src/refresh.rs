@@ -708,9 +708,11 @@ impl Refresher {
             r.generation == self.ledger.generation()
                 && self.renderer.rendered_with(&self.entities.org_aliases)
         });
+        let mut rendered_now = false;
         if !self.tail.cursor.caught_up() {
             self.rendered = None;
         } else if !unchanged {
+            rendered_now = true;
             // Rendering a large ledger is CPU work of up to seconds; moving this worker thread
             // out of the async pool keeps scrapes answered meanwhile.
             let (parts, counts) = tokio::task::block_in_place(|| {
@@ -749,11 +751,14 @@ impl Refresher {
                 );
             }
         }
-        // Compressing (when scrapes ask for gzip) is CPU work like rendering.
-        tokio::task::block_in_place(|| self.shared.publish(parts));
-        if !unchanged {
-            give_back_free_memory();
-        }
+        // Compressing (when scrapes ask for gzip) is CPU work like rendering, and so is trimming
+        // the heap once the previous render's text is let go.
+        tokio::task::block_in_place(|| {
+            self.shared.publish(parts);
+            if rendered_now {
+                give_back_free_memory();
+            }
+        });
         sm.refresh_duration
             .with_label_values(&["render"])
             .set(t0.elapsed().as_secs_f64());

@@ -10,7 +10,7 @@ use ahash::RandomState;
 
 use crate::catalogue::{CounterValue, Kind, Label, LedgerFamily, Rows, LEDGER_FAMILIES};
 use crate::ledger::packed::{PackedKey, Strings};
-use crate::ledger::values::{additive_index, ClassAcc, HistAcc, Thresholds};
+use crate::ledger::values::{value_shown, ClassAcc, HistAcc, Thresholds};
 use crate::ledger::{ClassEntry, Ledger};
 use crate::selection::Selection;
 
@@ -121,8 +121,7 @@ pub fn counter_units(v: CounterValue, acc: &ClassAcc) -> u128 {
             u128::from(acc.rows)
         }
         CounterValue::Spend => acc.add.spend_pico,
-        CounterValue::CachedTokens => u128::from(acc.add.get(0)),
-        other => u128::from(acc.add.get(additive_index(other).unwrap_or(0))),
+        other => u128::from(acc.add.get(value_shown(other).unwrap_or(0))),
     }
 }
 
@@ -301,6 +300,8 @@ pub struct Blocks {
     ids: Vec<u32>,
     /// Blocks (a label set without labels has one, the empty block, and no ids).
     n: usize,
+    /// The length of all blocks' text, for sizing a family's string before it is written.
+    text_len: usize,
 }
 
 impl Blocks {
@@ -374,8 +375,13 @@ impl LabelSet {
         let id = blocks.n as u32;
         self.index
             .insert_unique(hash, id, |&i| hasher.hash_one(blocks.ids(i as usize)));
-        self.blocks.ids.extend_from_slice(&ids);
-        self.blocks.n += 1;
+        let b = &mut self.blocks;
+        if !b.opens.is_empty() {
+            b.text_len += b.opens.iter().map(String::len).sum::<usize>() + 2;
+            b.text_len += ids.iter().map(|v| b.values.get(*v).len()).sum::<usize>();
+        }
+        b.ids.extend_from_slice(&ids);
+        b.n += 1;
         id
     }
 }
@@ -485,9 +491,7 @@ impl LedgerRenderer {
         };
         let fam = &LEDGER_FAMILIES[f];
         let blocks = &self.sets[s].blocks;
-        // Every block as long as the longest values would make it.
-        let widest: usize = blocks.opens.iter().map(String::len).sum::<usize>() + 2;
-        let block_bytes = blocks.len() * (widest + 8 * blocks.opens.len());
+        let block_bytes = blocks.text_len;
         let per_line = fam.name.len() + 40;
         512 + match fam.kind {
             Kind::Counter(_) => block_bytes + blocks.len() * per_line,

@@ -142,13 +142,7 @@ impl Selection {
                 d = d.with(Dims::CACHE);
             }
             if let Kind::Counter(v) = f.kind {
-                // Cached tokens are the total tokens of cache hits.
-                let j = if v == V::CachedTokens {
-                    Some(0)
-                } else {
-                    crate::ledger::values::additive_index(v)
-                };
-                if let Some(j) = j {
+                if let Some(j) = crate::ledger::values::value_shown(v) {
                     d = d.with(Dims::value(j));
                 }
             }

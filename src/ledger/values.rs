@@ -29,6 +29,15 @@ pub fn additive_index(v: CounterValue) -> Option<usize> {
     })
 }
 
+/// The additive value a counter shows, if it shows one: cached tokens are the total tokens of
+/// cache hits.
+pub fn value_shown(v: CounterValue) -> Option<usize> {
+    match v {
+        CounterValue::CachedTokens => Some(0),
+        other => additive_index(other),
+    }
+}
+
 /// Values that can grow when LiteLLM rewrites a row in place (a $0 cost row taken over later).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Additive {

@@ -257,6 +257,21 @@ async fn hostile_rows_keep_the_exposition_valid_and_finite() {
     );
 }
 
+/// The plan of `sql` with these parameters, as text.
+async fn explain(
+    tx: &tokio_postgres::Transaction<'_>,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> String {
+    tx.query(&format!("EXPLAIN {sql}"), params)
+        .await
+        .expect("explain")
+        .iter()
+        .map(|r| r.get::<_, String>(0))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 #[tokio::test]
 async fn steady_state_reads_use_the_start_time_index() {
     let (_db, mut c) = seeded(Schema::New, 120_000, 30).await;
@@ -298,17 +313,7 @@ async fn steady_state_reads_use_the_start_time_index() {
             .await
             .expect("lo")
             .get(0);
-        let plan: String = tx
-            .query(
-                &format!("EXPLAIN {}", p.rows_sql()),
-                &[&lo, &"infinity", &xmin, &xmax],
-            )
-            .await
-            .expect("explain")
-            .iter()
-            .map(|r| r.get::<_, String>(0))
-            .collect::<Vec<_>>()
-            .join("\n");
+        let plan = explain(&tx, p.rows_sql(), &[&lo, &"infinity", &xmin, &xmax]).await;
         assert!(
             !plan.contains("Seq Scan on \"LiteLLM_SpendLogs\""),
             "{window}: {plan}"
@@ -322,17 +327,12 @@ async fn steady_state_reads_use_the_start_time_index() {
         tx.batch_execute(litellm_exporter::sql::LEDGER_INDEX_PLAN)
             .await
             .expect("index plan");
-        let plan: String = tx
-            .query(
-                &format!("EXPLAIN {}", litellm_exporter::sql::LEDGER_CHUNK_END),
-                &[&lo, &"infinity", &10_000i64],
-            )
-            .await
-            .expect("explain")
-            .iter()
-            .map(|r| r.get::<_, String>(0))
-            .collect::<Vec<_>>()
-            .join("\n");
+        let plan = explain(
+            &tx,
+            litellm_exporter::sql::LEDGER_CHUNK_END,
+            &[&lo, &"infinity", &10_000i64],
+        )
+        .await;
         assert!(
             plan.contains("Index Only Scan using \"LiteLLM_SpendLogs_startTime"),
             "{window}: {plan}"
