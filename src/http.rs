@@ -54,16 +54,26 @@ fn metrics(shared: &Shared, gzip: bool) -> Response<Body> {
                 .gzip
                 .get_or_init(|| crate::gzip::Prefix::new(&published.plain))
         });
-        let chunks = prefix.body(&own).map(Ok::<_, Infallible>);
-        return builder
-            .header(header::CONTENT_ENCODING, "gzip")
-            .body(Body::wrap_stream(futures_util::stream::iter(chunks)))
-            .unwrap_or_default();
+        let builder = builder.header(header::CONTENT_ENCODING, "gzip");
+        return sized(builder, prefix.body(&own).into());
     }
     // Cloning a part shares its bytes.
-    let parts: Vec<Bytes> = published.plain.iter().cloned().chain([own]).collect();
+    sized(
+        builder,
+        published.plain.iter().cloned().chain([own]).collect(),
+    )
+}
+
+/// A body of shared parts, sent as they are, with its length declared: a streamed body would
+/// otherwise go out in chunked encoding, framing every part and leaving the client to guess
+/// the size of a response that is megabytes long.
+fn sized(builder: warp::http::response::Builder, parts: Vec<Bytes>) -> Response<Body> {
+    let len: usize = parts.iter().map(Bytes::len).sum();
     let chunks = futures_util::stream::iter(parts.into_iter().map(Ok::<_, Infallible>));
-    builder.body(Body::wrap_stream(chunks)).unwrap_or_default()
+    builder
+        .header(header::CONTENT_LENGTH, len)
+        .body(Body::wrap_stream(chunks))
+        .unwrap_or_default()
 }
 
 fn text(status: StatusCode, body: String) -> Response<Body> {

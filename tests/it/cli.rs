@@ -166,12 +166,23 @@ async fn endpoints_and_gzip() {
             .and_then(|v| v.to_str().ok()),
         Some("gzip")
     );
+    let declared = r.content_length();
     let bytes = r.bytes().await.expect("gzip body");
+    assert_eq!(
+        declared,
+        Some(bytes.len() as u64),
+        "gzip body length declared"
+    );
     let mut decoder = flate2::read::GzDecoder::new(&bytes[..]);
     let mut text = String::new();
     std::io::Read::read_to_string(&mut decoder, &mut text).expect("valid gzip");
     assert!(decoder.into_inner().is_empty(), "one gzip member only");
-    let (_, plain) = e.get("/custom/path").await;
+    // The identity body declares its length too (no chunked encoding).
+    let r = raw.get(&url).send().await.expect("plain scrape");
+    assert!(r.headers().get("transfer-encoding").is_none());
+    let declared = r.content_length();
+    let plain = r.text().await.expect("plain body");
+    assert_eq!(declared, Some(plain.len() as u64), "body length declared");
     let stable = |t: &str| -> Vec<String> {
         t.lines()
             .filter(|l| !l.contains("litellm_exporter_"))
