@@ -4,6 +4,7 @@
 
 use std::collections::BTreeSet;
 use std::future::Future;
+use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -268,6 +269,9 @@ pub struct Refresher {
     last_save: Option<Instant>,
     last_progress_log: Instant,
     heartbeat: Heartbeat,
+    /// Turns true on shutdown: a catch-up stops after its current chunk, so that the final state
+    /// save keeps its progress instead of the process outliving `--web.drain-timeout`.
+    stop: tokio::sync::watch::Receiver<bool>,
     /// Tables seen in this database since start. One that disappears later is taken for a
     /// migration in progress: an error, with the last values kept, rather than a schema change.
     known_tables: BTreeSet<&'static str>,
@@ -311,6 +315,7 @@ impl Refresher {
             last_save: None,
             last_progress_log: Instant::now(),
             heartbeat: Heartbeat::new(),
+            stop: tokio::sync::watch::channel(false).1,
             known_tables: BTreeSet::new(),
             vanished: Vec::new(),
         }
@@ -347,6 +352,7 @@ impl Refresher {
         mut shutdown: tokio::sync::watch::Receiver<bool>,
         mut reload: crate::Reload,
     ) {
+        self.stop = shutdown.clone();
         let mut backoff = Duration::from_millis(500);
         let mut reload_open = true;
         info!(database = %self.cfg.target.display, tls = %self.cfg.target.tls.summary, poll_interval = ?self.cfg.poll_interval, "Starting refresh loop.");
@@ -356,6 +362,9 @@ impl Refresher {
             self.publish();
             // Ready only once what this refresh read is published.
             self.shared.set_ready_state();
+            if *shutdown.borrow() {
+                break;
+            }
             self.maybe_save(false);
             let wait = if ok {
                 backoff = Duration::from_millis(500);
@@ -610,9 +619,11 @@ impl Refresher {
             let shared = self.shared.clone();
             let last_log = &mut self.last_progress_log;
             let heartbeat = self.heartbeat.clone();
+            let stop = self.stop.clone();
             let started = Instant::now();
             info!("Catching up with the spend log.");
-            self.tail
+            let done = self
+                .tail
                 .catch_up(client, &mut self.ledger, &projection, |p| {
                     heartbeat.beat();
                     let ratio = match p.from_ms {
@@ -634,8 +645,20 @@ impl Refresher {
                             "Catch-up progress."
                         );
                     }
+                    if *stop.borrow() {
+                        ControlFlow::Break(())
+                    } else {
+                        ControlFlow::Continue(())
+                    }
                 })
                 .await?;
+            if !done {
+                info!(
+                    rows = self.ledger.stats.rows_ingested,
+                    "Catch-up stopped for the shutdown; the state file keeps its position."
+                );
+                return Ok(());
+            }
             self.shared.selfm.catch_up_progress.set(1.0);
             self.shared.progress.store(1000, Ordering::Relaxed);
             self.shared.caught_up.store(true, Ordering::Relaxed);

@@ -14,6 +14,7 @@
 //! per poll, and a poll's cost follows the insert rate times the narrowest window, not the
 //! lateness window (a row committed late is counted by the next read of a window that reaches it).
 
+use std::ops::ControlFlow;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -142,13 +143,21 @@ impl Cursor {
     /// After a restart from a state file, everything the previous process may not have seen is
     /// re-read: rows newer than what it remembered, changed since its last full-window read.
     pub fn resume(mut self) -> Self {
-        if self.phase == Phase::Tailing {
-            self.phase = Phase::CatchUp {
+        self.phase = match self.phase {
+            Phase::Tailing => Phase::CatchUp {
                 next_ms: self.remembered_from_ms,
                 end_ms: None,
                 since: self.late_since,
-            };
-        }
+            },
+            // A catch-up stopped by a shutdown goes on from its next chunk, towards a lateness
+            // window measured from now: the old end could be hours back by now, and everything
+            // after it would then be read as one remembered window.
+            Phase::CatchUp { next_ms, since, .. } => Phase::CatchUp {
+                next_ms,
+                end_ms: None,
+                since,
+            },
+        };
         self
     }
 
@@ -298,22 +307,24 @@ impl Tail {
         }
     }
 
-    /// Runs the catch-up to its end, calling `progress` after every chunk. On error the cursor
-    /// keeps the position of the last completed chunk, and a later call continues from there.
+    /// Runs the catch-up to its end, calling `progress` after every chunk; Ok(true) once it is
+    /// done. `progress` returning `Break` stops it after that chunk (a shutdown), Ok(false). On
+    /// either, or on an error, the cursor keeps the position of the last completed chunk, and a
+    /// later call (or a process resuming from the state file) continues from there.
     pub async fn catch_up(
         &mut self,
         client: &mut deadpool_postgres::Object,
         ledger: &mut Ledger,
         p: &Projection,
-        mut progress: impl FnMut(Progress),
-    ) -> Result<(), DbError> {
+        mut progress: impl FnMut(Progress) -> ControlFlow<()>,
+    ) -> Result<bool, DbError> {
         let Phase::CatchUp {
             mut next_ms,
             end_ms,
             since,
         } = self.cursor.phase.clone()
         else {
-            return Ok(());
+            return Ok(true);
         };
         let mut first_hi = None;
         let mut oldest_ms = None;
@@ -393,12 +404,15 @@ impl Tail {
                 end_ms: Some(end_ms),
                 since,
             };
-            progress(Progress {
+            let go_on = progress(Progress {
                 done_ms: hi,
                 from_ms,
                 end_ms,
                 rows: rows_done,
             });
+            if go_on.is_break() {
+                return Ok(false);
+            }
         }
 
         // The lateness window: remembered, in one snapshot whose xmin starts the polls.
@@ -414,7 +428,7 @@ impl Tail {
         self.cursor.since = vec![snap.xmin; self.cfg.windows().len() - 1];
         self.cursor.late_since = snap.xmin;
         self.cursor.phase = Phase::Tailing;
-        Ok(())
+        Ok(true)
     }
 
     /// One steady-state read: the widest window due at this poll, restricted to row versions

@@ -3,6 +3,7 @@
 //! poll windows find rows committed late into any of them.
 
 use std::collections::HashMap;
+use std::ops::ControlFlow;
 use std::time::Duration;
 
 use litellm_exporter::catalogue::{DEFAULT_BUCKETS, LATENCY_BUCKETS};
@@ -100,10 +101,10 @@ async fn chunked_window_reads_count_what_one_read_counts() {
     // One statement per window against chunks of one second (widening as they prove fast).
     let (mut one, mut many) = (tail(31 * 24 * 3600 * 1000), tail(1000));
     let (mut l1, mut l2) = (Ledger::default(), Ledger::default());
-    one.catch_up(&mut client, &mut l1, &p, |_| {})
+    one.catch_up(&mut client, &mut l1, &p, |_| ControlFlow::Continue(()))
         .await
         .expect("catch-up");
-    many.catch_up(&mut client, &mut l2, &p, |_| {})
+    many.catch_up(&mut client, &mut l2, &p, |_| ControlFlow::Continue(()))
         .await
         .expect("catch-up");
     assert_eq!(l1.stats.rows_ingested, 542);
@@ -188,13 +189,14 @@ async fn catch_up_chunks_are_cut_where_history_turns_dense() {
     bounded.chunk_rows = 10;
     let (mut l1, mut l2) = (Ledger::default(), Ledger::default());
     whole
-        .catch_up(&mut client, &mut l1, &p, |_| {})
+        .catch_up(&mut client, &mut l1, &p, |_| ControlFlow::Continue(()))
         .await
         .expect("catch-up");
     let mut chunks = vec![(None, 0)];
     bounded
         .catch_up(&mut client, &mut l2, &p, |pr| {
-            chunks.push((Some(pr.done_ms), pr.rows))
+            chunks.push((Some(pr.done_ms), pr.rows));
+            ControlFlow::Continue(())
         })
         .await
         .expect("catch-up");
@@ -211,4 +213,89 @@ async fn catch_up_chunks_are_cut_where_history_turns_dense() {
     assert_eq!(l2.stats.rows_ingested, 155);
     assert_eq!(totals(&l1), totals(&l2));
     assert_eq!(l2.remembered_rows(), 40);
+}
+
+#[tokio::test]
+async fn a_catch_up_stopped_between_chunks_resumes_from_its_state_file() {
+    let db = fresh_db(Schema::New);
+    let c = db.client().await;
+    // Three days of history (a row every 40 min), and rows in the lateness window.
+    for i in 0..108 {
+        let team = ["team-a", "team-b", "team-c"][i % 3];
+        let age = 4000.0 + 2400.0 * i as f64;
+        insert_row(&c, &format!("old-{i}"), age, team, 0.5, 10, i % 5 == 0).await;
+    }
+    for i in 0..12 {
+        insert_row(
+            &c,
+            &format!("hour-{i}"),
+            60.0 + 250.0 * i as f64,
+            "team-a",
+            0.25,
+            i,
+            false,
+        )
+        .await;
+    }
+    let (mut client, p) = reader(&db.url).await;
+
+    // A shutdown after the third chunk of an hour each: three hours of the oldest history read.
+    let hour = 3600 * 1000;
+    let mut stopped = tail(hour);
+    stopped.chunk_rows = 1_000_000;
+    let mut ledger = Ledger::default();
+    let mut chunks = 0;
+    let done = stopped
+        .catch_up(&mut client, &mut ledger, &p, |_| {
+            chunks += 1;
+            if chunks == 3 {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        })
+        .await
+        .expect("catch-up");
+    assert!(!done, "a stopped catch-up is not done");
+    assert_eq!(chunks, 3);
+    let read = ledger.stats.rows_ingested;
+    assert!(read > 0 && read < 108, "{read} rows read before the stop");
+    assert_eq!(
+        ledger.remembered_rows(),
+        0,
+        "the lateness window is read last"
+    );
+    assert!(!stopped.cursor.caught_up());
+
+    // The state file holds what the stop left; rows written while the exporter is down, into
+    // the history not read yet and into the lateness window, are counted by the resumed process.
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().join("state.json");
+    litellm_exporter::state::save(&path, "fp", "db", &ledger, &stopped.cursor).expect("save");
+    insert_row(&c, "down-old", 30000.0, "team-b", 0.75, 7, false).await;
+    insert_row(&c, "down-hour", 30.0, "team-c", 1.5, 9, false).await;
+    let (mut resumed_ledger, cursor) = litellm_exporter::state::load(&path, "fp", "db")
+        .expect("load")
+        .expect("state for these settings");
+    let mut resumed = Tail::new(stopped.cfg.clone(), cursor);
+    let done = resumed
+        .catch_up(&mut client, &mut resumed_ledger, &p, |_| {
+            ControlFlow::Continue(())
+        })
+        .await
+        .expect("resumed catch-up");
+    assert!(done);
+    assert!(resumed.cursor.caught_up());
+
+    // The same as one catch-up that was never stopped: every row once, none twice.
+    let mut whole = tail(hour);
+    let mut l = Ledger::default();
+    whole
+        .catch_up(&mut client, &mut l, &p, |_| ControlFlow::Continue(()))
+        .await
+        .expect("catch-up");
+    assert_eq!(l.stats.rows_ingested, 122);
+    assert_eq!(resumed_ledger.stats.rows_ingested, 122);
+    assert_eq!(totals(&resumed_ledger), totals(&l));
+    assert_eq!(resumed_ledger.remembered_rows(), l.remembered_rows());
 }
