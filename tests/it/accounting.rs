@@ -296,3 +296,73 @@ async fn an_unchanged_ledger_is_not_rendered_again() {
         "a new row must be rendered ({idle} -> {after})"
     );
 }
+
+#[tokio::test]
+async fn a_shutdown_during_the_catch_up_keeps_its_progress() {
+    let db = fresh_db(Schema::New);
+    let c = db.client().await;
+    db.psql(&super::locks::bulk_insert("hist", 20_000, 30));
+    let dir = tempfile::tempdir().expect("tmp");
+    let state = dir.path().join("state.json");
+    let state_arg = state.to_str().expect("utf8");
+    // The catch-up is held at its start by a lock (the way a migration would hold it), so that
+    // the shutdown arrives while it has thirty days to read, whatever the machine's speed.
+    let mut locker = db.client().await;
+    let lock = locker.transaction().await.expect("begin");
+    lock.batch_execute("LOCK TABLE \"LiteLLM_SpendLogs\" IN ACCESS EXCLUSIVE MODE")
+        .await
+        .expect("lock");
+    let flags = ["--state.file", state_arg, "--db.statement-timeout", "30s"];
+    let mut e = Exporter::start(&db.url, &args(&flags));
+    let started = std::time::Instant::now();
+    loop {
+        let waiting: i64 = c
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'litellm-exporter'
+                   AND datname = current_database() AND wait_event_type = 'Lock'",
+                &[],
+            )
+            .await
+            .expect("pg_stat_activity")
+            .get(0);
+        if waiting > 0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{}",
+            e.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    e.signal("TERM");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    lock.commit().await.expect("unlock");
+    assert_eq!(
+        e.wait_exit(Duration::from_secs(15)),
+        Some(0),
+        "{}",
+        e.log_text()
+    );
+    let log = e.log_text();
+    assert!(
+        log.contains("Catch-up stopped for the shutdown") && !log.contains("Catch-up complete"),
+        "{log}"
+    );
+    let saved = std::fs::read_to_string(&state).expect("the state was saved at shutdown");
+    assert!(
+        saved.contains("\"CatchUp\""),
+        "{}",
+        &saved[..saved.len().min(400)]
+    );
+
+    // The next process goes on from there and counts every row once.
+    let e = Exporter::start(&db.url, &args(&flags));
+    e.wait_ready(Duration::from_secs(60)).await;
+    assert!(
+        e.log_text().contains("Loaded state file"),
+        "{}",
+        e.log_text()
+    );
+    settle(&e, &c, false).await;
+}

@@ -15,7 +15,7 @@ use super::support::{fresh_db, Schema};
 /// catch-up takes long enough to overlap with the writers.
 const HISTORY: i64 = 120_000;
 
-fn bulk_insert(prefix: &str, n: i64, days: i64) -> String {
+pub(super) fn bulk_insert(prefix: &str, n: i64, days: i64) -> String {
     format!(
         "INSERT INTO \"LiteLLM_SpendLogs\" (request_id, call_type, api_key, spend, total_tokens,
             prompt_tokens, completion_tokens, \"startTime\", \"endTime\", \"completionStartTime\",
