@@ -26,19 +26,20 @@ pub enum Command {
     /// Write generated LiteLLM traffic into a THROWAWAY database (demo, tests, benchmarks).
     /// Never point this at a real LiteLLM database: it inserts rows.
     Seed(SeedArgs),
-    /// Validate a configuration file: every problem is one line naming its position, exit code 2;
-    /// a valid file prints what will be exported.
     /// Write the ledger's counters and histograms for a past time range as OpenMetrics files
     /// for `promtool tsdb create-blocks-from openmetrics` (see the README's "Backfill").
     /// Exporter flags such as --config.file go before the subcommand, so that labels match.
     Backfill(BackfillArgs),
+    /// Validate a configuration file: every problem is one line naming its position, exit code 2;
+    /// a valid file prints what will be exported. Exporter flags given before the subcommand
+    /// are checked with it, --web.config.file and --web.bearer-token-file included.
     CheckConfig {
         /// The YAML file to check.
         file: PathBuf,
     },
 }
 
-#[derive(Debug, Default, Args)]
+#[derive(Debug, Default, Clone, Args)]
 pub struct RunArgs {
     /// LiteLLM's PostgreSQL URL (Prisma-style parameters such as ?schema= are understood).
     #[arg(

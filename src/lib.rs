@@ -131,7 +131,7 @@ pub async fn run(
             .await
             .is_err()
     {
-        tracing::warn!("The refresh loop did not stop within --web.drain-timeout (the database is not answering); exiting without the final state save (the last periodic one stands).");
+        tracing::warn!("The refresh loop did not stop within --web.drain-timeout (a database that stopped answering, or the render or state save of a very large ledger); exiting without the final state save (the last periodic one stands).");
         loop_task.abort();
     }
     Ok(!crashed)

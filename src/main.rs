@@ -83,14 +83,16 @@ async fn run_seed(url: &str, a: &SeedArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `check-config FILE`: the same validation as at start (with a stand-in database URL, which is
-/// not part of the file), then a summary of what would be exported.
-fn check_config(file: &std::path::Path) -> ExitCode {
-    let args = litellm_exporter::cli::RunArgs {
-        db_url: Some("postgres://check-config@localhost/check".into()),
-        config_file: Some(file.to_path_buf()),
-        ..Default::default()
-    };
+/// `check-config FILE`: the same validation as at start, of the file and of the flags given
+/// before the subcommand (the web config and bearer token files among them), then a summary of
+/// what would be exported and served. The database URL is not part of the file: without one, a
+/// stand-in.
+fn check_config(run: &litellm_exporter::cli::RunArgs, file: &std::path::Path) -> ExitCode {
+    let mut args = run.clone();
+    args.config_file = Some(file.to_path_buf());
+    if args.db_url.is_none() && args.db_url_file.is_none() {
+        args.db_url = Some("postgres://check-config@localhost/check".into());
+    }
     match Config::build(&args) {
         Ok(cfg) => {
             for w in &cfg.warnings {
@@ -99,6 +101,19 @@ fn check_config(file: &std::path::Path) -> ExitCode {
             println!("{}: valid. Exported families and labels:", file.display());
             for line in cfg.selection.summary() {
                 println!("  {line}");
+            }
+            let files = [&args.web_config_file, &args.bearer_token_file];
+            let names: Vec<String> = files
+                .into_iter()
+                .flatten()
+                .map(|p| p.display().to_string())
+                .collect();
+            if !names.is_empty() {
+                println!(
+                    "{}: valid. Serving {}.",
+                    names.join(", "),
+                    cfg.web.summary()
+                );
             }
             ExitCode::SUCCESS
         }
@@ -218,7 +233,7 @@ fn main() -> ExitCode {
         return run_backfill(&cli.run, args, &runtime);
     }
     if let Some(Command::CheckConfig { file }) = &cli.command {
-        return check_config(file);
+        return check_config(&cli.run, file);
     }
     let cfg = match Config::build(&cli.run) {
         Ok(c) => c,

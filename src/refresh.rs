@@ -267,6 +267,9 @@ pub struct Refresher {
     fingerprint: String,
     state_checked: bool,
     last_save: Option<Instant>,
+    /// How long the last save took: saves are spaced to at least 20 times that, so that writing
+    /// a large ledger (a ~1 GB file for 700k label classes) stays a small share of the time.
+    last_save_took: Duration,
     last_progress_log: Instant,
     heartbeat: Heartbeat,
     /// Turns true on shutdown: a catch-up stops after its current chunk, so that the final state
@@ -313,6 +316,7 @@ impl Refresher {
             fingerprint,
             state_checked,
             last_save: None,
+            last_save_took: Duration::ZERO,
             last_progress_log: Instant::now(),
             heartbeat: Heartbeat::new(),
             stop: tokio::sync::watch::channel(false).1,
@@ -791,19 +795,30 @@ impl Refresher {
         let Some(path) = self.cfg.state_file.clone() else {
             return;
         };
-        let due = self
-            .last_save
-            .is_none_or(|t| t.elapsed() >= Duration::from_secs(30).max(self.cfg.poll_interval));
+        let every = Duration::from_secs(30)
+            .max(self.cfg.poll_interval)
+            .max(self.last_save_took * 20);
+        let due = self.last_save.is_none_or(|t| t.elapsed() >= every);
         if !(force || due) {
             return;
         }
-        match state::save(
-            &path,
-            &self.fingerprint,
-            &self.cfg.target.display,
-            &self.ledger,
-            &self.tail.cursor,
-        ) {
+        let started = Instant::now();
+        // Serializing a large ledger is seconds of CPU: off the async workers, like a render.
+        let saved = tokio::task::block_in_place(|| {
+            state::save(
+                &path,
+                &self.fingerprint,
+                &self.cfg.target.display,
+                &self.ledger,
+                &self.tail.cursor,
+            )
+        });
+        self.last_save_took = started.elapsed();
+        debug!(
+            seconds = self.last_save_took.as_secs_f64(),
+            "Saved the state file."
+        );
+        match saved {
             Ok(()) => {
                 self.last_save = Some(Instant::now());
                 self.shared.selfm.state_saved.set(unix_now());

@@ -46,10 +46,22 @@ pub fn load(
     };
     let saved: Saved = serde_json::from_slice(&bytes)
         .map_err(|e| StateError::Format(name.clone(), e.to_string()))?;
-    if saved.format != FORMAT || saved.fingerprint != fingerprint || saved.database != database {
+    // Said precisely: a rebuild is a cold start, and an operator who sees one after a harmless
+    // change (a new port in --db-url) should know which setting caused it.
+    let differs = if saved.format != FORMAT {
+        Some("by another version of the exporter (state format)")
+    } else if saved.fingerprint != fingerprint {
+        Some("for other label, bucket or identity settings")
+    } else if saved.database != database {
+        Some("for another database (the user, host, port or name in --db-url)")
+    } else {
+        None
+    };
+    if let Some(why) = differs {
         tracing::warn!(
             path = %name,
-            "State file was written for other settings or another database; rebuilding from the database."
+            written = why,
+            "State file does not match this run; rebuilding from the database."
         );
         return Ok(None);
     }

@@ -128,6 +128,27 @@ pub enum Access {
 }
 
 impl WebSettings {
+    /// What a scrape meets, in one line (`check-config`); never a secret.
+    pub fn summary(&self) -> String {
+        let mut parts = vec![match (&self.tls, self.http2) {
+            (Some(_), true) => "HTTPS only (HTTP/2 and HTTP/1.1)".to_string(),
+            (Some(_), false) => "HTTPS only (HTTP/1.1)".to_string(),
+            (None, _) => "plain HTTP".to_string(),
+        }];
+        if !self.users.is_empty() {
+            let mut users: Vec<&str> = self.users.keys().map(String::as_str).collect();
+            users.sort_unstable();
+            parts.push(format!("basic auth for {}", users.join(", ")));
+        }
+        if self.bearer.is_some() {
+            parts.push("a bearer token".into());
+        }
+        if !self.headers.is_empty() {
+            parts.push(format!("{} response headers", self.headers.len()));
+        }
+        parts.join(", ")
+    }
+
     /// True when the telemetry path needs credentials.
     pub fn auth_required(&self) -> bool {
         !self.users.is_empty() || self.bearer.is_some()

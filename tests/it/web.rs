@@ -230,6 +230,61 @@ fn an_invalid_web_config_exits_2_naming_file_and_problem() {
     );
 }
 
+#[test]
+fn check_config_checks_the_web_files_given_before_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = write(
+        dir.path(),
+        "exporter.yaml",
+        "exporter:\n  poll_interval: 5s\n",
+    );
+    let check = |flags: &[&std::ffi::OsStr]| {
+        let out = std::process::Command::new(BIN)
+            .args(flags)
+            .arg("check-config")
+            .arg(&cfg)
+            .output()
+            .expect("run litellm-exporter check-config");
+        let text = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status.code(), text)
+    };
+    let bad = write(
+        dir.path(),
+        "bad.yml",
+        "basic_auth_users:\n  alice: hunter2\n",
+    );
+    let (code, text) = check(&["--web.config.file".as_ref(), bad.as_os_str()]);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(
+        text.contains(&format!("web config file {}", bad.display()))
+            && text.contains("not a bcrypt hash"),
+        "{text}"
+    );
+    let good = write(
+        dir.path(),
+        "good.yml",
+        &format!(
+            "basic_auth_users:\n  bob: '{}'\n  alice: '{}'\n",
+            hash("b"),
+            hash("a")
+        ),
+    );
+    let token = write(dir.path(), "token", "s3cret-token\n");
+    let (code, text) = check(&[
+        "--web.config.file".as_ref(),
+        good.as_os_str(),
+        "--web.bearer-token-file".as_ref(),
+        token.as_os_str(),
+    ]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains("Serving plain HTTP, basic auth for alice, bob, a bearer token."),
+        "{text}"
+    );
+    assert!(!text.contains("s3cret") && !text.contains("$2"), "{text}");
+}
+
 /// A throwaway CA with a server certificate for 127.0.0.1 and a client certificate.
 struct Pki {
     ca: CertificateDer<'static>,
