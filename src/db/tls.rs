@@ -88,6 +88,8 @@ pub struct Settings {
     pub mode: Mode,
     pub verify: Verify,
     pub ca_file: Option<PathBuf>,
+    /// `sslrootcert=system`: the operating system's CAs instead of a file.
+    pub system_roots: bool,
     /// libpq's `sslcert` and `sslkey` (PEM).
     pub client_cert: Option<(PathBuf, PathBuf)>,
     pub prisma: bool,
@@ -121,11 +123,32 @@ impl Settings {
         let ca_file = get("sslrootcert")
             .or_else(|| env("PGSSLROOTCERT"))
             .filter(|v| !v.is_empty());
+        let client_cert = match (sslcert, sslkey) {
+            (Some(c), Some(k)) => Some((PathBuf::from(c), PathBuf::from(k))),
+            (None, Some(_)) => return Err("sslkey without sslcert: give both or neither".into()),
+            _ => None,
+        };
         if ca_file.as_deref() == Some("system") {
-            return Err(
-                "sslrootcert=system (the operating system's CAs) is not supported: name a CA file"
-                    .into(),
-            );
+            // As libpq 16: the operating system's CAs vouch for public host names, so only
+            // verify-full means anything with them; it is implied, and a weaker mode refused.
+            let explicit = get("sslmode").or_else(|| env("PGSSLMODE"));
+            if let Some(m) = explicit.as_deref().map(Mode::parse).transpose()? {
+                if m != Mode::VerifyFull {
+                    return Err(format!(
+                        "sslmode={} cannot be used with sslrootcert=system: use sslmode=verify-full \
+                         (or leave sslmode out)",
+                        m.name()
+                    ));
+                }
+            }
+            return Ok(Settings {
+                mode: Mode::VerifyFull,
+                verify: Verify::ChainAndName,
+                ca_file: None,
+                system_roots: true,
+                client_cert,
+                prisma: false,
+            });
         }
         let verify = match (mode, &ca_file) {
             (Mode::Disable, _) => Verify::Nothing,
@@ -140,15 +163,11 @@ impl Settings {
             }
             (_, None) => Verify::Nothing,
         };
-        let client_cert = match (sslcert, sslkey) {
-            (Some(c), Some(k)) => Some((PathBuf::from(c), PathBuf::from(k))),
-            (None, Some(_)) => return Err("sslkey without sslcert: give both or neither".into()),
-            _ => None,
-        };
         Ok(Settings {
             mode,
             verify,
             ca_file: ca_file.map(PathBuf::from),
+            system_roots: false,
             client_cert,
             prisma: false,
         })
@@ -213,6 +232,7 @@ impl Settings {
             mode,
             verify,
             ca_file: ca.map(PathBuf::from),
+            system_roots: false,
             client_cert: None,
             prisma: true,
         })
@@ -229,6 +249,9 @@ impl Settings {
         });
         if let Some(ca) = &self.ca_file {
             s.push_str(&format!(" ca={}", ca.display()));
+        }
+        if self.system_roots {
+            s.push_str(" ca=system");
         }
         if let Some((cert, _)) = &self.client_cert {
             s.push_str(&format!(" client_cert={}", cert.display()));
@@ -265,6 +288,28 @@ fn read_certs(what: &str, path: &Path) -> Result<Vec<CertificateDer<'static>>, S
     Ok(certs)
 }
 
+/// The operating system's CAs (`SSL_CERT_FILE` and `SSL_CERT_DIR` override where they are
+/// looked for, as with OpenSSL). Certificates the store holds but rustls cannot use are skipped,
+/// as libpq's OpenSSL skips them; an empty result is an error naming where to look.
+fn system_roots() -> Result<RootCertStore, String> {
+    let found = rustls_native_certs::load_native_certs();
+    let mut roots = RootCertStore::empty();
+    let (added, _unusable) = roots.add_parsable_certificates(found.certs);
+    if added == 0 {
+        let why: Vec<String> = found.errors.iter().map(|e| e.to_string()).collect();
+        return Err(format!(
+            "sslrootcert=system: no usable CA certificate in the operating system's store \
+             (install ca-certificates, or set SSL_CERT_FILE){}",
+            if why.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", why.join("; "))
+            }
+        ));
+    }
+    Ok(roots)
+}
+
 /// Reads the files the settings name and builds the rustls configuration.
 pub fn build(s: &Settings) -> Result<Tls, String> {
     let provider = provider();
@@ -277,6 +322,11 @@ pub fn build(s: &Settings) -> Result<Tls, String> {
         "sslrootcert"
     };
     let builder = match (&s.ca_file, s.verify) {
+        _ if s.system_roots => builder.with_webpki_verifier(
+            WebPkiServerVerifier::builder_with_provider(Arc::new(system_roots()?), provider)
+                .build()
+                .map_err(|e| format!("sslrootcert=system: {e}"))?,
+        ),
         (Some(ca), Verify::Chain | Verify::ChainAndName) => {
             let mut roots = RootCertStore::empty();
             for cert in read_certs(ca_what, ca)? {
@@ -427,7 +477,7 @@ impl ServerCertVerifier for Unchecked {
 pub enum Failure {
     /// The server answered the TLS request with "no" (sslmode=require or stronger).
     Unavailable,
-    /// The certificate is not signed by the CA file.
+    /// The certificate is not signed by a trusted CA (the CA file, or the system's).
     UnknownCa,
     /// The certificate does not name the URL's host (verify-full).
     HostName,
@@ -453,7 +503,8 @@ impl std::fmt::Display for Failure {
                 "TLS failed: the server does not offer TLS (ssl = off), and sslmode requires it",
             ),
             Failure::UnknownCa => f.write_str(
-                "TLS failed: the server's certificate is not signed by the CA file (unknown CA)",
+                "TLS failed: the server's certificate is not signed by a CA that sslrootcert trusts \
+                 (the CA file, or the system's CAs with sslrootcert=system; unknown CA)",
             ),
             Failure::HostName => f.write_str(
                 "TLS failed: the server's certificate is not valid for the URL's host name \
@@ -580,6 +631,27 @@ mod tests {
             .unwrap_err()
             .contains("PKCS#12"));
         assert!(read(&[("sslaccept", "maybe"), ("sslcert", "/ca.pem")]).is_err());
+    }
+
+    #[test]
+    fn sslrootcert_system_implies_verify_full_and_refuses_weaker_modes() {
+        let s = read(&[("sslrootcert", "system")]).unwrap();
+        assert_eq!(
+            (s.mode, s.verify, s.system_roots, s.ca_file.clone()),
+            (Mode::VerifyFull, Verify::ChainAndName, true, None)
+        );
+        assert!(s.summary().contains("ca=system"), "{}", s.summary());
+        let s = read(&[("sslmode", "verify-full"), ("sslrootcert", "system")]).unwrap();
+        assert!(s.system_roots);
+        for weak in ["disable", "prefer", "require", "verify-ca"] {
+            let e = read(&[("sslmode", weak), ("sslrootcert", "system")]).unwrap_err();
+            assert!(
+                e.contains(&format!(
+                    "sslmode={weak} cannot be used with sslrootcert=system"
+                )),
+                "{e}"
+            );
+        }
     }
 
     #[test]

@@ -136,7 +136,7 @@ async fn verify_full_with_another_ca_fails_clearly() {
     assert_fails(
         &e,
         "tls_unknown_ca",
-        "not signed by the CA file (unknown CA)",
+        "not signed by a CA that sslrootcert trusts",
     )
     .await;
     // A CA file also makes require check the chain, as in libpq.
@@ -149,6 +149,35 @@ async fn verify_full_with_another_ca_fails_clearly() {
         FAST,
     );
     assert_fails(&e, "tls_unknown_ca", "unknown CA").await;
+}
+
+#[tokio::test]
+async fn sslrootcert_system_trusts_the_system_store() {
+    let (db, c) = tls_db().await;
+    let files = &tls_cluster().1;
+    // SSL_CERT_FILE stands in for the operating system's store, as it does for OpenSSL.
+    let system_url = url(&db, TLS_HOST, "sslrootcert=system");
+    let ca = path(&files.ca);
+    let e = Exporter::start_with_env(&system_url, FAST, &[("SSL_CERT_FILE", ca.as_str())]);
+    e.wait_ready(Duration::from_secs(60)).await;
+    settle(&e, &c, false).await;
+    exporter_sessions_use_tls(&db);
+    assert!(
+        e.log_text()
+            .contains("sslmode=verify-full (CA and host name checked) ca=system"),
+        "{}",
+        e.log_text()
+    );
+    drop(e);
+    // A store without the server's CA: refused, and said so.
+    let other = path(&files.other_ca);
+    let e = Exporter::start_with_env(&system_url, FAST, &[("SSL_CERT_FILE", other.as_str())]);
+    assert_fails(
+        &e,
+        "tls_unknown_ca",
+        "not signed by a CA that sslrootcert trusts",
+    )
+    .await;
 }
 
 #[tokio::test]
