@@ -164,6 +164,11 @@ impl Ledger {
         &self.classes
     }
 
+    /// Every dimension value the classes use, each once (`PackedKey` indexes into it).
+    pub fn strings(&self) -> &packed::Strings {
+        &self.strings
+    }
+
     /// The dimensions of class `c`, read in place.
     pub fn view(&self, c: usize) -> packed::Packed<'_> {
         self.classes[c].key.view(&self.strings)

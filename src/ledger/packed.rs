@@ -15,6 +15,7 @@ use std::hash::{BuildHasher, Hasher};
 use ahash::RandomState;
 
 use super::class::ClassKey;
+use crate::catalogue::Label;
 
 /// The string dimensions of a key, in `ClassKey` field order (`failed`, `cache_hit` and the
 /// extras apart). Bit `i` of a packed key's header says whether field `i` is non-empty.
@@ -226,6 +227,49 @@ impl PackedKey {
         self.0[0] & FAILED != 0
     }
 
+    /// The string-table index of field `i` (0, the empty string, when absent).
+    fn field_id(&self, i: usize) -> u32 {
+        let h = self.0[0];
+        if h & (1 << i) == 0 {
+            return 0;
+        }
+        self.0[1 + (h & ((1 << i) - 1)).count_ones() as usize]
+    }
+
+    /// The string-table index of the text `ClassKey::label_value` gives `label` (before an
+    /// empty value becomes "None"), when that text is one stored field: the render then finds a
+    /// value by its index instead of spelling the key out and hashing the text. None for labels
+    /// made from several fields or from outside the key (`model`, `exception_class`, the
+    /// organization alias, `route`, the extras, a successful row's status code).
+    pub fn label_string(&self, label: Label) -> Option<u32> {
+        use Label::*;
+        let field = match label {
+            HashedApiKey => 0,
+            ApiKeyAlias => 1,
+            Team => 2,
+            TeamAlias => 3,
+            User => 4,
+            UserEmail => 5,
+            EndUser => 6,
+            OrgId => 7,
+            LitellmModelName => 8,
+            RequestedModel | ModelGroup => 9,
+            RequestedModelOriginal if self.0[0] & (1 << 10) != 0 => 10,
+            RequestedModelOriginal => 9,
+            ModelId => 11,
+            ApiBase => 12,
+            ApiProvider => 13,
+            ClientIp => 14,
+            UserAgent => 15,
+            ServiceTier => 16,
+            StatusCode if self.failed() => 17,
+            ExceptionStatus => 17,
+            Stream => 20,
+            StatusCode | Model | ExceptionClass | OrgAlias | Route | Extra(_) => return None,
+        };
+        Some(self.field_id(field))
+    }
+
     pub fn is_cache_hit(&self) -> bool {
         self.0[0] & CACHE_HIT != 0
     }
@@ -315,6 +359,80 @@ mod tests {
             extras: vec!["".into(), "prod".into()],
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn label_strings_are_the_texts_label_value_gives() {
+        use crate::catalogue::Label::*;
+        let mut s = Strings::default();
+        let labels = [
+            EndUser,
+            HashedApiKey,
+            ApiKeyAlias,
+            RequestedModelOriginal,
+            RequestedModel,
+            ModelGroup,
+            Team,
+            TeamAlias,
+            User,
+            StatusCode,
+            UserEmail,
+            Route,
+            ClientIp,
+            UserAgent,
+            ModelId,
+            ApiProvider,
+            OrgId,
+            OrgAlias,
+            Model,
+            LitellmModelName,
+            ApiBase,
+            ServiceTier,
+            ExceptionStatus,
+            ExceptionClass,
+            Stream,
+            Extra(1),
+        ];
+        let full = ClassKey {
+            key_alias: "alias".into(),
+            team_alias: "Team \"A\"".into(),
+            user_id: "u1".into(),
+            user_email: "a@b.c".into(),
+            end_user: "cust".into(),
+            org_id: "org".into(),
+            model_group: "gpt".into(),
+            original_model_group: "gpt-orig".into(),
+            model_id: "mid".into(),
+            api_base: "https://x".into(),
+            client_ip: "10.0.0.1".into(),
+            user_agent: "ua".into(),
+            service_tier: "flex".into(),
+            error_code: "429".into(),
+            error_class: "RateLimitError".into(),
+            error_provider: "openai".into(),
+            ..key()
+        };
+        let succeeded = ClassKey {
+            failed: false,
+            ..full.clone()
+        };
+        let sparse = ClassKey {
+            original_model_group: String::new(),
+            ..key()
+        };
+        let mut checked = 0;
+        for k in [full, succeeded, sparse, ClassKey::default()] {
+            let p = PackedKey::pack(&k, &mut s);
+            for l in labels {
+                if let Some(id) = p.label_string(l) {
+                    let text = s.get(id);
+                    let shown = if text.is_empty() { "None" } else { text };
+                    assert_eq!(shown, k.label_value(l, None), "{l:?} of {k:?}");
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked > 60, "{checked}");
     }
 
     #[test]
