@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use ahash::RandomState;
 
 use crate::catalogue::{CounterValue, Kind, Label, LedgerFamily, Rows, LEDGER_FAMILIES};
-use crate::ledger::class::ClassKey;
+use crate::ledger::class::{self, ClassKey};
 use crate::ledger::packed::{PackedKey, Strings};
 use crate::ledger::values::{value_shown, ClassAcc, HistAcc, Thresholds};
 use crate::ledger::{ClassEntry, Ledger};
@@ -368,15 +368,14 @@ impl LabelSet {
         self.blocks.values.id(&self.scratch)
     }
 
-    /// The same for the ledger string `id` (an empty one is LiteLLM's "None").
+    /// The same for the ledger string `id`.
     fn value_of_string(&mut self, strings: &Strings, id: u32) -> u32 {
         let i = id as usize;
         if i >= self.by_string.len() {
             self.by_string.resize(strings.len().max(i + 1), u32::MAX);
         }
         if self.by_string[i] == u32::MAX {
-            let text = strings.get(id);
-            self.by_string[i] = self.value(if text.is_empty() { "None" } else { text });
+            self.by_string[i] = self.value(class::or_none(strings.get(id)));
         }
         self.by_string[i]
     }

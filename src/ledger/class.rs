@@ -207,12 +207,16 @@ impl ClassKey {
 }
 
 /// LiteLLM's Python client renders a missing request label as the string "None".
-fn none_if_empty(v: &str) -> String {
+pub fn or_none(v: &str) -> &str {
     if v.is_empty() {
-        "None".to_string()
+        "None"
     } else {
-        v.to_string()
+        v
     }
+}
+
+fn none_if_empty(v: &str) -> String {
+    or_none(v).to_string()
 }
 
 /// Newer LiteLLM versions write `<provider>/<model>` to the spend log where the Prometheus `model`

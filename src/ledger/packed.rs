@@ -425,8 +425,7 @@ mod tests {
             let p = PackedKey::pack(&k, &mut s);
             for l in labels {
                 if let Some(id) = p.label_string(l) {
-                    let text = s.get(id);
-                    let shown = if text.is_empty() { "None" } else { text };
+                    let shown = crate::ledger::class::or_none(s.get(id));
                     assert_eq!(shown, k.label_value(l, None), "{l:?} of {k:?}");
                     checked += 1;
                 }
