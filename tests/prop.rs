@@ -20,7 +20,6 @@
 //! included, runs that many cases; about five minutes on two busy cores).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::io::Write;
 
 use litellm_exporter::catalogue::{Label, LATENCY_BUCKETS, LEDGER_FAMILIES};
 use litellm_exporter::ledger::class::ClassKey;
@@ -30,6 +29,9 @@ use litellm_exporter::render::LedgerRenderer;
 use litellm_exporter::selection::Selection;
 use proptest::collection::vec;
 use proptest::prelude::*;
+
+#[path = "support/promtool.rs"]
+mod promtool_support;
 
 // ---------------------------------------------------------------------------------------------
 // A strict checker of the Prometheus text format 0.0.4.
@@ -320,25 +322,7 @@ fn check(text: &str) -> Result<Exposition, String> {
 /// `promtool check metrics` must parse the text (its naming lint is not about escaping, and
 /// LiteLLM's own names are kept as they are, so only parse errors count).
 fn promtool(text: &str) -> Result<(), String> {
-    let mut child = std::process::Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("promtool is required for this test: apt-get install prometheus");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(text.as_bytes())
-        .expect("write to promtool");
-    let out = child.wait_with_output().expect("promtool");
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let report = promtool_support::check_metrics(text);
     if report.contains("error while linting") || report.contains("parse") {
         return Err(report);
     }

@@ -10,29 +10,10 @@ use super::exporter::{Exporter, Scrape, FAST};
 use super::support::{fresh_db, Schema, TestDb};
 use super::truth::{insert_row, settle};
 
-/// Runs `promtool check metrics` on an exposition; promtool is a test prerequisite (`.ci/run`
-/// installs Debian's `prometheus` package), so its absence fails the test.
+/// Runs `promtool check metrics` on an exposition and fails on anything it reports but the
+/// naming lint on LiteLLM's own family names.
 pub fn promtool_check(body: &str) {
-    use std::io::Write;
-    let mut child = std::process::Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("promtool is required for this test: apt-get install prometheus");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(body.as_bytes())
-        .expect("write");
-    let out = child.wait_with_output().expect("promtool");
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let report = super::support::promtool::check_metrics(body);
     // promtool both parses and lints. A parse error always fails; lint remarks are accepted only
     // for LiteLLM's own family names, which must stay as they are for its dashboards to work.
     assert!(

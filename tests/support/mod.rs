@@ -5,5 +5,6 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod pg;
+pub mod promtool;
 
 pub use pg::{cluster, fresh_db, private_cluster, Cluster, Schema, TestDb};
