@@ -265,7 +265,14 @@ pub struct Refresher {
     projection: Option<Projection>,
     entities: Snapshot,
     fingerprint: String,
+    /// False until a loaded state file was checked against the database it is read from.
     state_checked: bool,
+    /// Which spend log the loaded state file was written for, until that check.
+    saved_database: Option<String>,
+    /// Which spend log this process reads (`state::database_identity`), what saves record; None
+    /// until known (nothing to save before: the ledger is the loaded one) and again after a new
+    /// database URL, until the next connection tells.
+    db_identity: Option<String>,
     last_save: Option<Instant>,
     /// How long the last save took: saves are spaced to at least 20 times that, so that writing
     /// a large ledger (a ~1 GB file for 700k label classes) stays a small share of the time.
@@ -287,18 +294,18 @@ impl Refresher {
     pub fn new(cfg: Config, shared: Arc<Shared>) -> Self {
         let pool = db::pool(&cfg.target, &cfg.pool);
         let fingerprint = fingerprint(&cfg);
-        let (ledger, cursor, state_checked) = match &cfg.state_file {
-            None => (Ledger::default(), Cursor::default(), true),
-            Some(path) => match state::load(path, &fingerprint, &cfg.target.display) {
-                Ok(Some((l, c))) => {
+        let (ledger, cursor, saved_database) = match &cfg.state_file {
+            None => (Ledger::default(), Cursor::default(), None),
+            Some(path) => match state::load(path, &fingerprint) {
+                Ok(Some((l, c, database))) => {
                     info!(path = %path.display(), classes = l.classes().len(), "Loaded state file; resuming the counters.");
-                    (l, c, false)
+                    (l, c, Some(database))
                 }
-                Ok(None) => (Ledger::default(), Cursor::default(), true),
+                Ok(None) => (Ledger::default(), Cursor::default(), None),
                 Err(e) => {
                     shared.selfm.error("state");
                     warn!(error = %e, "Cannot use the state file; rebuilding from the database.");
-                    (Ledger::default(), Cursor::default(), true)
+                    (Ledger::default(), Cursor::default(), None)
                 }
             },
         };
@@ -314,7 +321,9 @@ impl Refresher {
             projection: None,
             entities: Snapshot::default(),
             fingerprint,
-            state_checked,
+            state_checked: saved_database.is_none(),
+            saved_database,
+            db_identity: None,
             last_save: None,
             last_save_took: Duration::ZERO,
             last_progress_log: Instant::now(),
@@ -430,8 +439,10 @@ impl Refresher {
         self.pool.close();
         self.pool = db::pool(&target, &self.cfg.pool);
         self.cfg.target = target;
-        // Another server may run another LiteLLM version.
+        // Another server may run another LiteLLM version, and saves name the database they
+        // are read from once it answers.
         self.schema = None;
+        self.db_identity = None;
     }
 
     /// One refresh. Returns false if the database could not be read (the last values stay).
@@ -605,6 +616,20 @@ impl Refresher {
         }
         let projection = self.projection.clone().expect("set with the schema");
 
+        if self.cfg.state_file.is_some() && self.db_identity.is_none() {
+            let identity = state::database_identity(client, &self.cfg.target.display).await?;
+            // Only a loaded file is checked: after a new URL on SIGHUP the counters carry on,
+            // and the saves just record where they are read from now.
+            if let Some(saved) = self.saved_database.take() {
+                if !state::same_database(&saved, &identity, &self.cfg.target.display) {
+                    warn!("State file was written for another database (its cluster, database or spend-log table differ); rebuilding from the database.");
+                    self.ledger = Ledger::default();
+                    self.tail.cursor = Cursor::default();
+                    self.state_checked = true;
+                }
+            }
+            self.db_identity = Some(identity);
+        }
         if !self.state_checked {
             // A state file from before a database restore would name transactions that never
             // happened in this database; its positions cannot be trusted then.
@@ -795,6 +820,9 @@ impl Refresher {
         let Some(path) = self.cfg.state_file.clone() else {
             return;
         };
+        let Some(identity) = self.db_identity.clone() else {
+            return;
+        };
         let every = Duration::from_secs(30)
             .max(self.cfg.poll_interval)
             .max(self.last_save_took * 20);
@@ -808,7 +836,7 @@ impl Refresher {
             state::save(
                 &path,
                 &self.fingerprint,
-                &self.cfg.target.display,
+                &identity,
                 &self.ledger,
                 &self.tail.cursor,
             )

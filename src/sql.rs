@@ -18,6 +18,7 @@ pub const ENTITY_ORGS: &str = include_str!("../sql/entities/orgs.sql");
 pub const ENTITY_CUSTOMERS: &str = include_str!("../sql/entities/customers.sql");
 pub const ENTITY_USER_COUNTS: &str = include_str!("../sql/entities/user_counts.sql");
 pub const REPLICA: &str = include_str!("../sql/replica.sql");
+pub const STATE_IDENTITY: &str = include_str!("../sql/state_identity.sql");
 
 /// Replaces every `{{name}}` in `template`. Panics on a placeholder left unfilled, which would be
 /// a programming error caught by the tests that run every statement.

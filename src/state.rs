@@ -1,6 +1,7 @@
 //! The state file: the ledger's totals, its memory of recent rows and the reading position,
 //! written atomically (temporary file, fsync, rename) so that a restart continues the counters
-//! exactly, also after LiteLLM's retention job deleted rows the totals include.
+//! exactly, also after LiteLLM's retention job deleted rows the totals include; and which spend
+//! log it belongs to, so that it is reused for that one only.
 
 use std::io::Write;
 use std::path::Path;
@@ -17,7 +18,8 @@ pub struct Saved {
     pub format: u32,
     /// Settings that change how rows map to classes; state saved under others is not reused.
     pub fingerprint: String,
-    /// The database the state belongs to (host, port and name; never the password).
+    /// The spend log the state belongs to: `database_identity`'s text. Files written before it
+    /// existed hold the redacted database URL instead (see `same_database`).
     pub database: String,
     pub ledger: Ledger,
     pub cursor: Cursor,
@@ -31,13 +33,13 @@ pub enum StateError {
     Format(String, String),
 }
 
-/// Loads a state file. Ok(None): no file yet, or one written for other settings or another
-/// database (the caller rebuilds from the database and says why in the log).
+/// Loads a state file, and says which spend log it was written for (checked against the
+/// database once connected: `same_database`). Ok(None): no file yet, or one written by another
+/// version or for other settings (the caller rebuilds from the database; the log says why).
 pub fn load(
     path: &Path,
     fingerprint: &str,
-    database: &str,
-) -> Result<Option<(Ledger, Cursor)>, StateError> {
+) -> Result<Option<(Ledger, Cursor, String)>, StateError> {
     let name = path.display().to_string();
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
@@ -47,13 +49,11 @@ pub fn load(
     let saved: Saved = serde_json::from_slice(&bytes)
         .map_err(|e| StateError::Format(name.clone(), e.to_string()))?;
     // Said precisely: a rebuild is a cold start, and an operator who sees one after a harmless
-    // change (a new port in --db-url) should know which setting caused it.
+    // change should know which setting caused it.
     let differs = if saved.format != FORMAT {
         Some("by another version of the exporter (state format)")
     } else if saved.fingerprint != fingerprint {
         Some("for other label, bucket or identity settings")
-    } else if saved.database != database {
-        Some("for another database (the user, host, port or name in --db-url)")
     } else {
         None
     };
@@ -67,7 +67,64 @@ pub fn load(
     }
     let mut ledger = saved.ledger;
     ledger.reindex();
-    Ok(Some((ledger, saved.cursor.resume())))
+    Ok(Some((ledger, saved.cursor.resume(), saved.database)))
+}
+
+/// Prefix of what `database_identity` returns, which a redacted URL never starts with.
+const IDENTITY_PREFIX: &str = "postgresql system ";
+
+/// Which spend log this session reads, independent of the route to it: the cluster's system
+/// identifier, the database's OID and the spend-log table's OID (`sql/state_identity.sql`).
+/// Where the server refuses that query (`pg_control_system()` revoked or missing), the redacted
+/// URL stands in, as in state files before this check: then a new host, port or role means a
+/// rebuild. Any other error (a lost connection) is returned, so that the refresh fails and
+/// retries rather than take a flaky moment for another database.
+pub async fn database_identity(
+    client: &mut deadpool_postgres::Object,
+    url_display: &str,
+) -> Result<String, tokio_postgres::Error> {
+    use tokio_postgres::error::SqlState;
+    let found = async {
+        let tx = crate::db::read_tx(client).await?;
+        let row = tx.query_one(crate::sql::STATE_IDENTITY, &[]).await?;
+        let parts: (Option<String>, Option<String>, Option<String>) =
+            (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+        tx.commit().await?;
+        Ok::<_, tokio_postgres::Error>(parts)
+    }
+    .await;
+    match found {
+        Ok((Some(system), Some(database), Some(table))) => Ok(format!(
+            "{IDENTITY_PREFIX}{system} database {database} spend log {table}"
+        )),
+        Ok(_) => Ok(url_display.to_string()),
+        Err(e)
+            if [
+                &SqlState::INSUFFICIENT_PRIVILEGE,
+                &SqlState::UNDEFINED_FUNCTION,
+                &SqlState::FEATURE_NOT_SUPPORTED,
+            ]
+            .contains(&e.code().unwrap_or(&SqlState::SUCCESSFUL_COMPLETION)) =>
+        {
+            tracing::warn!(
+                error = %crate::db::describe(&e),
+                "Cannot read the identity of the database (pg_control_system() is refused); the state file is tied to the database URL instead."
+            );
+            Ok(url_display.to_string())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether a state file written for `saved` may continue on the spend log `identity` names.
+/// A file from before identities (its `database` is the redacted URL) is accepted when that URL
+/// is the current one, as it was then; its next save records the identity.
+pub fn same_database(saved: &str, identity: &str, url_display: &str) -> bool {
+    if saved.starts_with(IDENTITY_PREFIX) {
+        saved == identity
+    } else {
+        saved == url_display
+    }
 }
 
 pub fn save(
@@ -105,4 +162,39 @@ pub fn save(
     drop(f);
     std::fs::rename(&tmp, path).map_err(io)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{same_database, IDENTITY_PREFIX};
+
+    #[test]
+    fn a_state_file_follows_the_spend_log_not_the_url() {
+        let here = format!("{IDENTITY_PREFIX}7712769022161459553 database 16384 spend log 16500");
+        let url = "postgres://exporter@db:5432/litellm";
+        // Another route (host, port, role) to the same spend log.
+        assert!(same_database(
+            &here,
+            &here,
+            "postgres://vault-123@pgbouncer:6432/litellm"
+        ));
+        // Another cluster, database or table.
+        for other in [
+            here.replace("7712769022161459553", "7712769022161459554"),
+            here.replace("database 16384", "database 16385"),
+            here.replace("spend log 16500", "spend log 16501"),
+        ] {
+            assert!(!same_database(&other, &here, url), "{other}");
+        }
+        // A file written before identities holds the URL: accepted for that URL only.
+        assert!(same_database(url, &here, url));
+        assert!(!same_database(
+            url,
+            &here,
+            "postgres://exporter@other:5432/litellm"
+        ));
+        // A server that refuses the identity query stands in its URL: a file that recorded an
+        // identity is not taken for it.
+        assert!(!same_database(&here, url, url));
+    }
 }

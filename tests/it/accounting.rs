@@ -222,6 +222,123 @@ async fn retention_deletes_never_decrease_counters() {
     );
 }
 
+/// Creates `role` with `sql/setup/readonly_role.sql`, the grants the README gives the exporter.
+fn read_only_role(db: &super::support::TestDb, role: &str, password: &str) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/sql/setup/readonly_role.sql");
+    let out = std::process::Command::new("psql")
+        .args(["-X", "-q", &db.url, "-v", &format!("role={role}")])
+        .args(["-v", &format!("password={password}"), "-f", script])
+        .output()
+        .expect("psql");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test]
+async fn the_state_file_follows_the_database_not_the_route_to_it() {
+    let db = fresh_db(Schema::New);
+    let c = db.client().await;
+    baseline(&c, 150).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let state_path = dir.path().join("state.json");
+    let state = state_path.to_str().expect("utf8");
+    let e = Exporter::start(&db.url, &args(&["--state.file", state]));
+    e.wait_ready(Duration::from_secs(30)).await;
+    let before = counters(&settle(&e, &c, false).await);
+    assert_eq!(e.stop(), 0);
+    let saved: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&state_path).expect("state file")).expect("json");
+    let database = saved["database"].as_str().expect("database").to_string();
+    assert!(
+        database.starts_with("postgresql system ") && !database.contains("127.0.0.1"),
+        "the state file names the spend log, not the URL: {database}"
+    );
+
+    // Retention runs, then the exporter comes back under a rotated role and another host name
+    // (a new Vault lease, a move behind a pooler): a rebuild would lose the deleted rows.
+    let deleted = c
+        .execute(
+            "DELETE FROM \"LiteLLM_SpendLogs\" WHERE \"startTime\" < (now() AT TIME ZONE 'UTC') - interval '30 minutes'",
+            &[],
+        )
+        .await
+        .expect("delete");
+    assert!(
+        deleted > 50,
+        "the test must delete counted rows ({deleted})"
+    );
+    read_only_role(&db, "exporter_rotated", "pw-rotated");
+    let rotated = db.url.replace(
+        "postgres@127.0.0.1",
+        "exporter_rotated:pw-rotated@localhost",
+    );
+    assert_ne!(rotated, db.url);
+    let e = Exporter::start(&rotated, &args(&["--state.file", state]));
+    e.wait_ready(Duration::from_secs(30)).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(
+        counters(&e.scrape().await),
+        before,
+        "the same spend log through another route continues the counters"
+    );
+    let log = e.log_text();
+    assert!(log.contains("Loaded state file"), "{log}");
+    assert!(!log.contains("rebuilding"), "{log}");
+    assert_eq!(e.stop(), 0);
+
+    // Another database with the same state file: discarded, and the counters are that
+    // database's own.
+    let other = fresh_db(Schema::New);
+    let c2 = other.client().await;
+    baseline(&c2, 40).await;
+    let e = Exporter::start(&other.url, &args(&["--state.file", state]));
+    e.wait_ready(Duration::from_secs(30)).await;
+    settle(&e, &c2, false).await;
+    let log = e.log_text();
+    assert!(
+        log.contains("State file was written for another database"),
+        "{log}"
+    );
+}
+
+#[tokio::test]
+async fn without_pg_control_system_the_state_file_is_tied_to_the_url() {
+    let db = fresh_db(Schema::New);
+    let c = db.client().await;
+    baseline(&c, 60).await;
+    // Function privileges live in each database's catalog: this affects this database only.
+    db.psql("REVOKE EXECUTE ON FUNCTION pg_control_system() FROM PUBLIC");
+    read_only_role(&db, "exporter_no_control", "pw-nc");
+    let url = db.url.replace("postgres@", "exporter_no_control:pw-nc@");
+    let dir = tempfile::tempdir().expect("tmp");
+    let state_path = dir.path().join("state.json");
+    let state = state_path.to_str().expect("utf8");
+    let e = Exporter::start(&url, &args(&["--state.file", state]));
+    e.wait_ready(Duration::from_secs(30)).await;
+    let before = counters(&settle(&e, &c, false).await);
+    assert_eq!(e.stop(), 0);
+    let saved: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&state_path).expect("state file")).expect("json");
+    let database = saved["database"].as_str().expect("database");
+    assert!(
+        database.contains("exporter_no_control:***@127.0.0.1") && !database.contains("pw-nc"),
+        "the redacted URL stands in: {database}"
+    );
+
+    let e = Exporter::start(&url, &args(&["--state.file", state]));
+    e.wait_ready(Duration::from_secs(30)).await;
+    assert_eq!(counters(&settle(&e, &c, false).await), before);
+    let log = e.log_text();
+    assert!(log.contains("Cannot read the identity of the database"), "{log}");
+    assert!(
+        log.contains("Loaded state file") && !log.contains("rebuilding"),
+        "{log}"
+    );
+}
+
 #[tokio::test]
 async fn two_exporters_serve_identical_values() {
     let db = fresh_db(Schema::New);

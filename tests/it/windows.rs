@@ -274,9 +274,10 @@ async fn a_catch_up_stopped_between_chunks_resumes_from_its_state_file() {
     litellm_exporter::state::save(&path, "fp", "db", &ledger, &stopped.cursor).expect("save");
     insert_row(&c, "down-old", 30000.0, "team-b", 0.75, 7, false).await;
     insert_row(&c, "down-hour", 30.0, "team-c", 1.5, 9, false).await;
-    let (mut resumed_ledger, cursor) = litellm_exporter::state::load(&path, "fp", "db")
+    let (mut resumed_ledger, cursor, database) = litellm_exporter::state::load(&path, "fp")
         .expect("load")
         .expect("state for these settings");
+    assert_eq!(database, "db");
     let mut resumed = Tail::new(stopped.cfg.clone(), cursor);
     let done = resumed
         .catch_up(&mut client, &mut resumed_ledger, &p, |_| {
