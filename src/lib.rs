@@ -22,6 +22,7 @@ pub mod entities;
 pub mod gzip;
 pub mod http;
 pub mod ledger;
+pub mod pem;
 pub mod refresh;
 pub mod render;
 pub mod schema;

@@ -12,8 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+use rustls::pki_types::{CertificateDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig};
@@ -510,17 +509,8 @@ fn tls(t: RawTls, base: &Path, http2: bool) -> Result<Option<Arc<ServerConfig>>,
     };
     let cert_file = resolve(base, cert_file);
     let key_file = resolve(base, key_file);
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert_file)
-        .and_then(|it| it.collect::<Result<_, _>>())
-        .map_err(|e| format!("tls_server_config.cert_file {}: {e}", cert_file.display()))?;
-    if certs.is_empty() {
-        return Err(format!(
-            "tls_server_config.cert_file {}: no PEM certificate in it",
-            cert_file.display()
-        ));
-    }
-    let key = PrivateKeyDer::from_pem_file(&key_file)
-        .map_err(|e| format!("tls_server_config.key_file {}: {e}", key_file.display()))?;
+    let certs = crate::pem::certs("tls_server_config.cert_file", &cert_file)?;
+    let key = crate::pem::key("tls_server_config.key_file", &key_file)?;
 
     let provider = Arc::new(provider(&t)?);
     let min = version(
@@ -550,9 +540,7 @@ fn tls(t: RawTls, base: &Path, http2: bool) -> Result<Option<Arc<ServerConfig>>,
         Some(p) if !p.as_os_str().is_empty() => {
             let p = resolve(base, p);
             let mut roots = RootCertStore::empty();
-            let cas = CertificateDer::pem_file_iter(&p)
-                .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-                .map_err(|e| format!("tls_server_config.client_ca_file {}: {e}", p.display()))?;
+            let cas = crate::pem::certs("tls_server_config.client_ca_file", &p)?;
             let (added, _) = roots.add_parsable_certificates(cas);
             if added == 0 {
                 return Err(format!(

@@ -6,14 +6,13 @@
 //! when it has `sslaccept` or `sslidentity`, or `sslcert` without `sslkey` (a client certificate
 //! is useless without its key); otherwise in libpq's. Mixing the two is refused.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{
     CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
 };
@@ -275,19 +274,6 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-fn read_certs(what: &str, path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let certs = CertificateDer::pem_file_iter(path)
-        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| format!("{what} {}: {e}", path.display()))?;
-    if certs.is_empty() {
-        return Err(format!(
-            "{what} {}: no PEM certificate in it",
-            path.display()
-        ));
-    }
-    Ok(certs)
-}
-
 /// The operating system's CAs (`SSL_CERT_FILE` and `SSL_CERT_DIR` override where they are
 /// looked for, as with OpenSSL). Certificates the store holds but rustls cannot use are skipped,
 /// as libpq's OpenSSL skips them; an empty result is an error naming where to look.
@@ -329,7 +315,7 @@ pub fn build(s: &Settings) -> Result<Tls, String> {
         ),
         (Some(ca), Verify::Chain | Verify::ChainAndName) => {
             let mut roots = RootCertStore::empty();
-            for cert in read_certs(ca_what, ca)? {
+            for cert in crate::pem::certs(ca_what, ca)? {
                 roots
                     .add(cert)
                     .map_err(|e| format!("{ca_what} {}: {e}", ca.display()))?;
@@ -351,9 +337,8 @@ pub fn build(s: &Settings) -> Result<Tls, String> {
     };
     let config = match &s.client_cert {
         Some((cert, key)) => {
-            let chain = read_certs("sslcert", cert)?;
-            let key = PrivateKeyDer::from_pem_file(key)
-                .map_err(|e| format!("sslkey {}: {e}", key.display()))?;
+            let chain = crate::pem::certs("sslcert", cert)?;
+            let key = crate::pem::key("sslkey", key)?;
             builder
                 .with_client_auth_cert(chain, key)
                 .map_err(|e| format!("sslcert/sslkey: {e}"))?

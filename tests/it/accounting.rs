@@ -332,7 +332,10 @@ async fn without_pg_control_system_the_state_file_is_tied_to_the_url() {
     e.wait_ready(Duration::from_secs(30)).await;
     assert_eq!(counters(&settle(&e, &c, false).await), before);
     let log = e.log_text();
-    assert!(log.contains("Cannot read the identity of the database"), "{log}");
+    assert!(
+        log.contains("Cannot read the identity of the database"),
+        "{log}"
+    );
     assert!(
         log.contains("Loaded state file") && !log.contains("rebuilding"),
         "{log}"
