@@ -25,6 +25,21 @@ async fn baseline(c: &tokio_postgres::Client, n: usize) {
     }
 }
 
+/// LiteLLM's retention job: deletes every row older than 30 minutes (most of `baseline`'s).
+async fn retention_delete(c: &tokio_postgres::Client) {
+    let deleted = c
+        .execute(
+            "DELETE FROM \"LiteLLM_SpendLogs\" WHERE \"startTime\" < (now() AT TIME ZONE 'UTC') - interval '30 minutes'",
+            &[],
+        )
+        .await
+        .expect("delete");
+    assert!(
+        deleted > 50,
+        "the test must delete counted rows ({deleted})"
+    );
+}
+
 fn args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
     let mut v: Vec<&str> = FAST.to_vec();
     v.extend_from_slice(extra);
@@ -177,17 +192,7 @@ async fn retention_deletes_never_decrease_counters() {
     let before = counters(&settle(&e, &c, false).await);
 
     // LiteLLM's retention job: delete everything older than 30 minutes.
-    let deleted = c
-        .execute(
-            "DELETE FROM \"LiteLLM_SpendLogs\" WHERE \"startTime\" < (now() AT TIME ZONE 'UTC') - interval '30 minutes'",
-            &[],
-        )
-        .await
-        .expect("delete");
-    assert!(
-        deleted > 50,
-        "the test must delete counted rows ({deleted})"
-    );
+    retention_delete(&c).await;
     tokio::time::sleep(Duration::from_millis(1000)).await;
     assert_eq!(
         counters(&e.scrape().await),
@@ -222,21 +227,6 @@ async fn retention_deletes_never_decrease_counters() {
     );
 }
 
-/// Creates `role` with `sql/setup/readonly_role.sql`, the grants the README gives the exporter.
-fn read_only_role(db: &super::support::TestDb, role: &str, password: &str) {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/sql/setup/readonly_role.sql");
-    let out = std::process::Command::new("psql")
-        .args(["-X", "-q", &db.url, "-v", &format!("role={role}")])
-        .args(["-v", &format!("password={password}"), "-f", script])
-        .output()
-        .expect("psql");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 #[tokio::test]
 async fn the_state_file_follows_the_database_not_the_route_to_it() {
     let db = fresh_db(Schema::New);
@@ -259,22 +249,10 @@ async fn the_state_file_follows_the_database_not_the_route_to_it() {
 
     // Retention runs, then the exporter comes back under a rotated role and another host name
     // (a new Vault lease, a move behind a pooler): a rebuild would lose the deleted rows.
-    let deleted = c
-        .execute(
-            "DELETE FROM \"LiteLLM_SpendLogs\" WHERE \"startTime\" < (now() AT TIME ZONE 'UTC') - interval '30 minutes'",
-            &[],
-        )
-        .await
-        .expect("delete");
-    assert!(
-        deleted > 50,
-        "the test must delete counted rows ({deleted})"
-    );
-    read_only_role(&db, "exporter_rotated", "pw-rotated");
-    let rotated = db.url.replace(
-        "postgres@127.0.0.1",
-        "exporter_rotated:pw-rotated@localhost",
-    );
+    retention_delete(&c).await;
+    let rotated = db
+        .read_only_role("exporter_rotated", "pw-rotated")
+        .replace("@127.0.0.1", "@localhost");
     assert_ne!(rotated, db.url);
     let e = Exporter::start(&rotated, &args(&["--state.file", state]));
     e.wait_ready(Duration::from_secs(30)).await;
@@ -311,8 +289,7 @@ async fn without_pg_control_system_the_state_file_is_tied_to_the_url() {
     baseline(&c, 60).await;
     // Function privileges live in each database's catalog: this affects this database only.
     db.psql("REVOKE EXECUTE ON FUNCTION pg_control_system() FROM PUBLIC");
-    read_only_role(&db, "exporter_no_control", "pw-nc");
-    let url = db.url.replace("postgres@", "exporter_no_control:pw-nc@");
+    let url = db.read_only_role("exporter_no_control", "pw-nc");
     let dir = tempfile::tempdir().expect("tmp");
     let state_path = dir.path().join("state.json");
     let state = state_path.to_str().expect("utf8");

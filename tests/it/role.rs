@@ -12,29 +12,9 @@ async fn exporter_runs_as_the_read_only_role_and_cannot_write() {
     let db = fresh_db(Schema::New);
     let c = db.client().await;
     insert_row(&c, "r1", 5.0, "team-a", 0.25, 10, false).await;
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/sql/setup/readonly_role.sql");
-    for _ in 0..2 {
-        let out = std::process::Command::new("psql")
-            .args([
-                "-X",
-                "-q",
-                &db.url,
-                "-v",
-                "role=exporter_ro",
-                "-v",
-                "password=pw-ro",
-                "-f",
-                script,
-            ])
-            .output()
-            .expect("psql");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let ro_url = db.url.replace("postgres@", "exporter_ro:pw-ro@");
+    // Twice: the script is idempotent.
+    db.read_only_role("exporter_ro", "pw-ro");
+    let ro_url = db.read_only_role("exporter_ro", "pw-ro");
     let e = Exporter::start(&ro_url, FAST);
     e.wait_ready(Duration::from_secs(30)).await;
     settle(&e, &c, false).await;

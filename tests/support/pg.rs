@@ -179,6 +179,24 @@ impl TestDb {
     pub fn try_psql(&self, sql: &str) -> Result<String, String> {
         psql(self.port, &self.name, sql)
     }
+
+    /// Runs `sql/setup/readonly_role.sql` (the README's setup of the exporter's role) for
+    /// `role` with `password`, and returns this database's URL as that role.
+    pub fn read_only_role(&self, role: &str, password: &str) -> String {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/sql/setup/readonly_role.sql");
+        let out = std::process::Command::new("psql")
+            .args(["-X", "-q", &self.url, "-v", &format!("role={role}")])
+            .args(["-v", &format!("password={password}"), "-f", script])
+            .output()
+            .expect("psql");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        self.url
+            .replace("postgres@", &format!("{role}:{password}@"))
+    }
 }
 
 /// A running PostgreSQL server on a temporary directory.
