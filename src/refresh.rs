@@ -265,9 +265,8 @@ pub struct Refresher {
     projection: Option<Projection>,
     entities: Snapshot,
     fingerprint: String,
-    /// False until a loaded state file was checked against the database it is read from.
-    state_checked: bool,
-    /// Which spend log the loaded state file was written for, until that check.
+    /// Which spend log a loaded state file was written for, until it was checked against the
+    /// database it is read from (None: no file loaded, or checked).
     saved_database: Option<String>,
     /// Which spend log this process reads (`state::database_identity`), what saves record; None
     /// until known (nothing to save before: the ledger is the loaded one) and again after a new
@@ -321,7 +320,6 @@ impl Refresher {
             projection: None,
             entities: Snapshot::default(),
             fingerprint,
-            state_checked: saved_database.is_none(),
             saved_database,
             db_identity: None,
             last_save: None,
@@ -617,31 +615,29 @@ impl Refresher {
         let projection = self.projection.clone().expect("set with the schema");
 
         if self.cfg.state_file.is_some() && self.db_identity.is_none() {
-            let identity = state::database_identity(client, &self.cfg.target.display).await?;
-            // Only a loaded file is checked: after a new URL on SIGHUP the counters carry on,
-            // and the saves just record where they are read from now.
-            if let Some(saved) = self.saved_database.take() {
-                if !state::same_database(&saved, &identity, &self.cfg.target.display) {
-                    warn!("State file was written for another database (its cluster, database or spend-log table differ); rebuilding from the database.");
-                    self.ledger = Ledger::default();
-                    self.tail.cursor = Cursor::default();
-                    self.state_checked = true;
-                }
-            }
-            self.db_identity = Some(identity);
+            self.db_identity =
+                Some(state::database_identity(client, &self.cfg.target.display).await?);
         }
-        if !self.state_checked {
-            // A state file from before a database restore would name transactions that never
-            // happened in this database; its positions cannot be trusted then.
-            let tx = db::read_tx(client).await?;
-            let snap = read::snapshot(&tx).await?;
-            tx.commit().await?;
-            if self.tail.cursor.late_since > snap.xmax {
-                warn!("State file is ahead of the database (restored or replaced?); rebuilding from the database.");
+        // A loaded state file is checked once, against the database it is read from; after a new
+        // URL on SIGHUP the counters carry on, and the saves just record where they are read from.
+        if let (Some(saved), Some(identity)) = (&self.saved_database, &self.db_identity) {
+            if !state::same_database(saved, identity, &self.cfg.target.display) {
+                warn!("State file was written for another database (its cluster, database or spend-log table differ); rebuilding from the database.");
                 self.ledger = Ledger::default();
                 self.tail.cursor = Cursor::default();
+            } else {
+                // A state file from before a database restore would name transactions that
+                // never happened in this database; its positions cannot be trusted then.
+                let tx = db::read_tx(client).await?;
+                let snap = read::snapshot(&tx).await?;
+                tx.commit().await?;
+                if self.tail.cursor.late_since > snap.xmax {
+                    warn!("State file is ahead of the database (restored or replaced?); rebuilding from the database.");
+                    self.ledger = Ledger::default();
+                    self.tail.cursor = Cursor::default();
+                }
             }
-            self.state_checked = true;
+            self.saved_database = None;
         }
 
         if !self.tail.cursor.caught_up() {
@@ -817,10 +813,8 @@ impl Refresher {
     }
 
     fn maybe_save(&mut self, force: bool) {
-        let Some(path) = self.cfg.state_file.clone() else {
-            return;
-        };
-        let Some(identity) = self.db_identity.clone() else {
+        let (Some(path), Some(identity)) = (&self.cfg.state_file, self.db_identity.as_deref())
+        else {
             return;
         };
         let every = Duration::from_secs(30)
@@ -834,9 +828,9 @@ impl Refresher {
         // Serializing a large ledger is seconds of CPU: off the async workers, like a render.
         let saved = tokio::task::block_in_place(|| {
             state::save(
-                &path,
+                path,
                 &self.fingerprint,
-                &identity,
+                identity,
                 &self.ledger,
                 &self.tail.cursor,
             )
