@@ -283,6 +283,32 @@ async fn the_state_file_follows_the_database_not_the_route_to_it() {
 }
 
 #[tokio::test]
+async fn a_state_file_ahead_of_the_database_is_discarded() {
+    // A database restored from a backup keeps its identity, but the transactions the state
+    // file's positions name never happened in it: the positions cannot be trusted.
+    let db = fresh_db(Schema::New);
+    let c = db.client().await;
+    baseline(&c, 40).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let state_path = dir.path().join("state.json");
+    let state = state_path.to_str().expect("utf8");
+    let e = Exporter::start(&db.url, &args(&["--state.file", state]));
+    e.wait_ready(Duration::from_secs(30)).await;
+    settle(&e, &c, false).await;
+    assert_eq!(e.stop(), 0);
+    let mut saved: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&state_path).expect("state file")).expect("json");
+    saved["cursor"]["late_since"] = serde_json::json!(1i64 << 40);
+    std::fs::write(&state_path, saved.to_string()).expect("rewrite the state file");
+
+    let e = Exporter::start(&db.url, &args(&["--state.file", state]));
+    e.wait_ready(Duration::from_secs(30)).await;
+    settle(&e, &c, false).await;
+    let log = e.log_text();
+    assert!(log.contains("State file is ahead of the database"), "{log}");
+}
+
+#[tokio::test]
 async fn without_pg_control_system_the_state_file_is_tied_to_the_url() {
     let db = fresh_db(Schema::New);
     let c = db.client().await;
