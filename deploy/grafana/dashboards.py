@@ -4,8 +4,12 @@
     python3 deploy/grafana/dashboards.py          # regenerate after editing this file
     python3 deploy/grafana/dashboards.py --check  # exit 1 if a JSON file differs (scripts/test-deploy)
 
-Every panel queries the provisioned Prometheus datasource (uid "prometheus",
-provisioning/datasources/prometheus.yml). Expensive aggregations come from the recording rules in
+Every panel, query and variable queries the datasource that the dashboard's $datasource variable
+selects (type prometheus). Its saved value is the uid "prometheus" of the datasource that
+provisioning/datasources/prometheus.yml provisions, so the compose stack opens on it; imported into
+another Grafana, where no datasource has that uid, Grafana selects one of its own Prometheus
+datasources instead and the user can switch (a hard-coded uid would leave every panel empty there).
+scripts/deploy-test/static_checks.py fails on any other datasource reference. Expensive aggregations come from the recording rules in
 deploy/prometheus/rules/litellm-recording.yml (names with colons); panels filtered by a template
 variable query the raw series, which the filter already narrows.
 """
@@ -13,7 +17,10 @@ import json
 import sys
 from pathlib import Path
 
-DS = {"type": "prometheus", "uid": "prometheus"}
+# What every panel, target and query variable points at: the $datasource variable below.
+DS = {"type": "prometheus", "uid": "${datasource}"}
+# The provisioned datasource the variable selects by default (provisioning/datasources/prometheus.yml).
+DEFAULT_DS = {"name": "Prometheus", "uid": "prometheus"}
 OUT = Path(__file__).resolve().parent / "dashboards"
 
 
@@ -100,6 +107,15 @@ def row(title):
     return {"type": "row", "title": title, "collapsed": False, "panels": [], "gridPos": {"w": 24, "h": 1}}
 
 
+def datasource_variable():
+    """The dashboard's Prometheus datasource. Grafana matches the saved value on uid (10.1 and later)
+    or on name (earlier versions): both are the provisioned datasource's. Where none matches,
+    Grafana selects one of the Prometheus datasources it has."""
+    return {"name": "datasource", "label": "Data source", "type": "datasource", "query": "prometheus",
+            "regex": "", "refresh": 1, "hide": 0, "multi": False, "includeAll": False, "options": [],
+            "current": {"selected": False, "text": DEFAULT_DS["name"], "value": DEFAULT_DS["uid"]}}
+
+
 def variable(name, label, query, multi=True):
     v = {"name": name, "label": label, "type": "query", "datasource": DS,
          "definition": query, "query": query,
@@ -128,7 +144,8 @@ def dashboard(uid, title, description, panels, variables=()):
         "time": {"from": "now-6h", "to": "now"},
         "links": [{"type": "dashboards", "title": "LiteLLM", "tags": ["litellm-exporter"],
                    "asDropdown": True, "includeVars": True, "keepTime": True}],
-        "templating": {"list": list(variables)},
+        # First: the query variables below read their values through it.
+        "templating": {"list": [datasource_variable(), *variables]},
         "panels": panels,
     }
 
@@ -188,7 +205,7 @@ def teams():
     ]
     units = {"Budget left": "currencyUSD", "Max budget": "currencyUSD", "Used": "percentunit",
              "Hours to reset": "h", "30-day projection": "currencyUSD"}
-    link = [{"title": "Team drill-down", "url": "/d/litellm-exporter-team-drilldown?var-team=${__data.fields.team_alias}&${__url_time_range}"}]
+    link = [{"title": "Team drill-down", "url": "/d/litellm-exporter-team-drilldown?var-team=${__data.fields.team_alias}&${datasource:queryparam}&${__url_time_range}"}]
     return dashboard(
         "litellm-exporter-teams", "LiteLLM / Teams and budgets",
         "Spend, projections, cost share and budgets per team.",

@@ -279,7 +279,9 @@ def panel_results(prom, panel, variables):
 def check_dashboard(c, prom, path):
     dash = json.loads(path.read_text())
     panels = panels_of(dash)
-    variables = dash.get("templating", {}).get("list", [])
+    # The $datasource variable only picks the Prometheus (here: this one, queried directly); the
+    # query variables are the ones with values to choose.
+    variables = [v for v in dash.get("templating", {}).get("list", []) if v.get("type") != "datasource"]
     name = path.name
 
     # 1. Every variable at "All" (Grafana's default): every query of every panel must return

@@ -269,14 +269,51 @@ def walk_panels(panels):
         yield from walk_panels(p.get("panels", []))
 
 
+# The only datasource reference a shipped dashboard may hold: a hard-coded uid leaves every panel
+# empty in a Grafana whose Prometheus has another uid (an existing one the dashboards are imported into).
+DS_VAR = {"type": "prometheus", "uid": "${datasource}"}
+
+
+def datasource_refs(node, path=""):
+    """(path, value) of every "datasource" key anywhere in a dashboard (panels, targets, variables,
+    annotations, whatever a later edit adds)."""
+    if isinstance(node, dict):
+        for k, v in node.items():
+            if k == "datasource":
+                yield f"{path}.{k}", v
+            yield from datasource_refs(v, f"{path}.{k}")
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from datasource_refs(v, f"{path}[{i}]")
+
+
+def datasource_variables(c, name, d, data, variables, prom_ds):
+    """Every query goes through the $datasource variable, which defaults to the provisioned
+    Prometheus (prom_ds: its name and uid; Grafana matches the saved value on either)."""
+    ds_vars = [v for v in variables if v.get("type") == "datasource"]
+    v = ds_vars[0] if len(ds_vars) == 1 else {}
+    current = v.get("current") or {}
+    c.check(f"{name}: one datasource variable $datasource of type prometheus, first, defaulting to the provisioned Prometheus",
+            len(ds_vars) == 1 and v.get("name") == "datasource" and v.get("query") == "prometheus"
+            and variables[0] is v and (current.get("text"), current.get("value")) == prom_ds, ds_vars)
+    off = [f"{path}: {value}" for path, value in datasource_refs(d) if value != DS_VAR]
+    # A panel, target or query variable without the key would use Grafana's default datasource.
+    off += [f"panel {p.get('title')!r} has no targets" for p in data if not p.get("targets")]
+    off += [f"panel {p.get('title')!r} has no datasource" for p in data if "datasource" not in p]
+    off += [f"panel {p.get('title')!r} target {t.get('refId')} has no datasource"
+            for p in data for t in p.get("targets", []) if "datasource" not in t]
+    off += [f"variable ${v.get('name')} has no datasource" for v in variables if v.get("type") == "query" and "datasource" not in v]
+    c.check(f"{name}: every panel, target and variable queries {DS_VAR['uid']} (no hard-coded datasource)", not off, off)
+
+
 def grafana(c):
     gdir = DEPLOY / "grafana"
     c.run("dashboards/*.json are generated from dashboards.py", [sys.executable, str(gdir / "dashboards.py"), "--check"])
     ds_text = "".join(p.read_text() for p in (gdir / "provisioning/datasources").glob("*.yml"))
-    provisioned = set(re.findall(r"(?m)^\s*uid:\s*(\S+)", ds_text))
     prom = (gdir / "provisioning/datasources/prometheus.yml").read_text()
     c.check("Prometheus datasource: default, proxy access, http://prometheus:9090, uid prometheus",
             all(s in prom for s in ("isDefault: true", "access: proxy", "url: http://prometheus:9090", "uid: prometheus")))
+    prom_ds = (re.search(r"(?m)^\s*- name:\s*(.+?)\s*$", prom).group(1), re.search(r"(?m)^\s*uid:\s*(\S+)", prom).group(1))
     c.check("optional PostgreSQL datasource is provisioned (read-only role, password from the environment)",
             "grafana-postgresql-datasource" in ds_text and "user: litellm_exporter" in ds_text and "$EXPORTER_DB_PASSWORD" in ds_text)
     uids = []
@@ -294,12 +331,8 @@ def grafana(c):
         data = [p for p in panels if p.get("type") != "row"]
         titles = [p.get("title") for p in data]
         c.check(f"{f.name}: panel titles are unique", len(titles) == len(set(titles)), titles)
-        off = [p.get("title") for p in data if (p.get("datasource") or {}).get("uid") not in provisioned
-               or any((t.get("datasource") or {}).get("uid") not in provisioned for t in p.get("targets", []))
-               or not p.get("targets")]
         variables = d.get("templating", {}).get("list", [])
-        off += [v["name"] for v in variables if v.get("type") == "query" and v.get("datasource", {}).get("uid") not in provisioned]
-        c.check(f"{f.name}: every panel and variable queries a provisioned datasource", not off, off)
+        datasource_variables(c, f.name, d, data, variables, prom_ds)
         defined = {v["name"] for v in variables}
         from promql import variable_names
         undefined = {n for p in data for t in p.get("targets", []) for n in variable_names(t.get("expr", ""))} - defined
