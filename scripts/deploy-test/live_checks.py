@@ -145,10 +145,18 @@ def _run(c, work, procs, bin_path, db_url, psql, seed_log):
     p = subprocess.run(psql + ["-v", "ON_ERROR_STOP=1", "-At", "-c", MEDIA_ROWS_SQL], capture_output=True, text=True, timeout=60)
     c.check("added 3 rows with audio, image and video usage", p.returncode == 0 and p.stdout.strip() == "3", p.stderr + p.stdout)
 
-    # The exporter, polling every second, with customer budgets on (LiteLLM's opt-in setting).
+    # The exporter, polling every second, with the shipped config (deploy/litellm-exporter.yaml:
+    # the narrow label selection compose and Kubernetes run, so every dashboard query below is
+    # checked against the labels it actually gets) plus customer budgets on (LiteLLM's opt-in
+    # setting, for the official dashboards' customer panels).
     exp_port = free_port()
+    shipped = (DEPLOY / "litellm-exporter.yaml").read_text()
+    c.check("deploy/litellm-exporter.yaml selects labels (prometheus_metrics_config with include_labels)",
+            shipped.count("\nlitellm_settings:\n") == 1 and "prometheus_metrics_config:" in shipped
+            and "include_labels:" in shipped)
     cfg = work / "exporter.yaml"
-    cfg.write_text("litellm_settings:\n  enable_end_user_cost_tracking_prometheus_only: true\n")
+    cfg.write_text(shipped.replace("\nlitellm_settings:\n",
+                                   "\nlitellm_settings:\n  enable_end_user_cost_tracking_prometheus_only: true\n"))
     exporter = f"http://127.0.0.1:{exp_port}"
     procs.start("exporter", [bin_path, "--db-url", db_url, "--web.listen-address", f"127.0.0.1:{exp_port}",
                              "--poll-interval", "1s", "--config.file", str(cfg)])

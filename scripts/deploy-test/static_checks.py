@@ -233,6 +233,14 @@ def kubernetes(c, work):
         dirs_ok = all((k.parent / r / "kustomization.yaml").exists() for r in refs if (k.parent / r).is_dir())
         c.check(f"{rel(k)}: all {len(refs)} references exist", refs and not missing and dirs_ok, missing)
         resource_files |= {(k.parent / r).resolve() for r in yaml_list(text, "resources") if (k.parent / r).is_file()}
+    # The overlays' exporter config: kustomize reads files only inside a kustomization's
+    # directory, so each overlay holds a copy of deploy/litellm-exporter.yaml (the one compose
+    # mounts and the live checks run); a copy that drifted would deploy other labels.
+    shipped = (DEPLOY / "litellm-exporter.yaml").read_bytes()
+    for overlay in ("standalone", "sidecar"):
+        copy = kdir / "overlays" / overlay / "litellm-exporter.yaml"
+        c.check(f"{rel(copy)} is identical to deploy/litellm-exporter.yaml",
+                copy.exists() and copy.read_bytes() == shipped, "differs or missing: cp deploy/litellm-exporter.yaml " + rel(copy))
     # Each resource file on its own (what can be checked without kustomize), plus the example secret.
     for f in sorted(resource_files | {(kdir / "secret.example.yaml").resolve()}):
         validate_docs(c, rel(f), split_docs(f.read_text()), work)
