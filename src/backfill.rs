@@ -611,6 +611,20 @@ fn file_name(start_ms: i64) -> String {
 const TARGET_ROWS: usize = 20_000;
 
 /// Runs the backfill: reads the history, writes the files, returns what was written.
+/// The command that turns the written files into TSDB blocks, as the README gives it: one
+/// `promtool` run per file (a UTC day), each into one block (`--max-block-duration=24h`;
+/// without it promtool cuts a day into 12 two-hour blocks).
+pub fn promtool_command(out: &std::path::Path) -> String {
+    format!(
+        "mkdir -p BLOCKS_DIR && for f in {}/*.om; do {PROMTOOL_ONE_FILE} \"$f\" BLOCKS_DIR; done",
+        out.display()
+    )
+}
+
+/// The per-file step of `promtool_command`; the README's loop runs the same (a unit test holds it).
+const PROMTOOL_ONE_FILE: &str =
+    "promtool tsdb create-blocks-from openmetrics --max-block-duration=24h";
+
 pub async fn run(cfg: &Config, o: &Options) -> anyhow::Result<Summary> {
     o.validate().map_err(anyhow::Error::msg)?;
     std::fs::create_dir_all(&o.out)
@@ -735,6 +749,22 @@ mod tests {
     use crate::ledger::class::ClassKey;
     use crate::ledger::values::RowValues;
     use crate::ledger::RawRow;
+
+    /// What `backfill` prints as the next step is what the README tells operators to run: the
+    /// same promtool invocation, with one block per day.
+    #[test]
+    fn the_printed_promtool_command_is_the_readmes() {
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+            .expect("README.md");
+        let line = format!("{PROMTOOL_ONE_FILE} \"$f\" /tmp/litellm-blocks");
+        assert!(
+            readme.contains(&line),
+            "the README's backfill loop no longer runs `{line}`"
+        );
+        let printed = promtool_command(std::path::Path::new("/tmp/litellm-backfill"));
+        assert!(printed.contains("for f in /tmp/litellm-backfill/*.om; do "));
+        assert!(printed.contains(&format!("{PROMTOOL_ONE_FILE} \"$f\" BLOCKS_DIR")));
+    }
 
     /// A deterministic mix of rows: teams, models, failures, cache hits, tokens, latencies.
     fn row(n: u64) -> RawRow {

@@ -37,6 +37,11 @@ pub enum Command {
         /// The YAML file to check.
         file: PathBuf,
     },
+    /// Before running against a database: read its spend log once (like a cold start, in small
+    /// read-only chunks) and print what the exporter will need there under the given flags and
+    /// --config.file: label combinations, series per family, /metrics size, resident memory,
+    /// state-file size, and what the memory budget folds. Runs in little memory itself.
+    Plan,
 }
 
 #[derive(Debug, Default, Clone, Args)]
@@ -124,6 +129,11 @@ pub struct RunArgs {
         env = "LITELLM_EXPORTER_DB_STATEMENT_TIMEOUT"
     )]
     pub statement_timeout: Option<String>,
+    /// Memory the exporter may use, e.g. 1GiB, 512Mi; past it, new label combinations fold into
+    /// "other" series (exact totals, fewer series). "none" turns the guard off [default: 80% of
+    /// the container's memory limit, none without one].
+    #[arg(long = "memory.budget", env = "LITELLM_EXPORTER_MEMORY_BUDGET")]
+    pub memory_budget: Option<String>,
     /// Database connections, 1 to 4 [default: 2].
     #[arg(long = "db.pool-size", env = "LITELLM_EXPORTER_DB_POOL_SIZE")]
     pub pool_size: Option<usize>,

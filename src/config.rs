@@ -76,6 +76,7 @@ pub struct ExporterSettings {
     pub window_growth: Option<u32>,
     pub statement_timeout: Option<String>,
     pub pool_size: Option<usize>,
+    pub memory_budget: Option<String>,
     #[serde(default)]
     pub labels: LabelSettings,
     #[serde(default)]
@@ -264,6 +265,8 @@ pub struct Config {
     pub extras: Vec<Extra>,
     /// Accepted but worth saying (e.g. a LiteLLM metric the database cannot supply).
     pub warnings: Vec<String>,
+    /// The memory guard's budget (None: no guard).
+    pub memory_budget: Option<crate::budget::MemoryBudget>,
 }
 
 pub fn parse_duration(what: &str, s: &str) -> Result<Duration, ConfigError> {
@@ -428,6 +431,12 @@ impl Config {
                 "--db.pool-size must be 1 to {MAX_POOL_SIZE}"
             )));
         }
+        let memory_budget = crate::budget::resolve(
+            args.memory_budget
+                .as_deref()
+                .or(ex.memory_budget.as_deref()),
+        )
+        .map_err(invalid)?;
         let log_level = args.log_level.clone().unwrap_or_else(|| "info".into());
         if !["error", "warn", "info", "debug", "trace"].contains(&log_level.as_str()) {
             return Err(invalid(format!(
@@ -492,6 +501,14 @@ impl Config {
             stream_label: ls.prometheus_emit_stream_label.unwrap_or(false),
             extras,
             warnings,
+            memory_budget,
+        })
+    }
+
+    /// The memory guard's rule for the ledger (None: no budget).
+    pub fn fold_rule(&self) -> Option<crate::ledger::fold::FoldRule> {
+        self.memory_budget.as_ref().map(|b| {
+            crate::ledger::fold::FoldRule::new(b.classes_bytes(), &self.selection, &self.thresholds)
         })
     }
 }

@@ -19,19 +19,56 @@ use warp::http::{header, Response, StatusCode};
 use warp::hyper::Body;
 use warp::Filter;
 
-use crate::refresh::Shared;
+use crate::refresh::{Shared, Status};
 use crate::web_config::{Access, CurrentWeb, WebSettings};
 
 const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-fn landing(path: &str) -> String {
+/// The landing page: what state the exporter is in (the readiness message itself), how fresh
+/// and how large its data is, and the links.
+fn landing(path: &str, status: &Status) -> String {
+    let state = match &status.not_ready {
+        None => "ready".to_string(),
+        Some(why) => format!("not ready: {}", html_escape(why)),
+    };
+    let last = if status.last_refresh > 0.0 {
+        let ago = (unix_now() - status.last_refresh).max(0.0);
+        format!("{ago:.0} s ago")
+    } else {
+        "none yet".to_string()
+    };
     format!(
         "<!DOCTYPE html>\n<html><head><title>LiteLLM Exporter</title></head><body>\n\
          <h1>LiteLLM Exporter</h1>\n<p>Prometheus metrics for LiteLLM, read from its database.</p>\n\
+         <table>\n<tr><th align=\"left\">Status</th><td>{state}</td></tr>\n\
+         <tr><th align=\"left\">Last refresh</th><td>{last}</td></tr>\n\
+         <tr><th align=\"left\">Series</th><td>{}</td></tr>\n\
+         <tr><th align=\"left\">Body size</th><td>{} bytes{}</td></tr>\n</table>\n\
          <ul><li><a href=\"{path}\">Metrics</a></li><li><a href=\"/-/healthy\">Health</a></li>\
          <li><a href=\"/-/ready\">Readiness</a></li></ul>\n<p>Version {}</p>\n</body></html>\n",
+        status.series,
+        status.body_bytes,
+        if status.gzip {
+            ", gzip on (compressed once per refresh)"
+        } else {
+            ", gzip off until a scrape asks for it"
+        },
         crate::VERSION
     )
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
 }
 
 /// The rendered families (shared, not copied) followed by the self-metrics, encoded per request
@@ -122,7 +159,10 @@ fn routes(
     shared: Arc<Shared>,
     web: Arc<CurrentWeb>,
 ) -> impl Filter<Extract = (Response<Body>,), Error = Infallible> + Clone + Send + Sync + 'static {
+    // HEAD answers wherever GET does, with the same headers (hyper leaves the body out).
     warp::get()
+        .or(warp::head())
+        .unify()
         .and(warp::path::full())
         .and(warp::header::optional::<String>("accept-encoding"))
         .and(warp::header::optional::<String>("authorization"))
@@ -154,7 +194,7 @@ fn routes(
                     } else if p == "/" {
                         Response::builder()
                             .header(header::CONTENT_TYPE, "text/html; charset=utf-8")
-                            .body(Body::from(landing(&telemetry_path)))
+                            .body(Body::from(landing(&telemetry_path, &shared.status())))
                             .unwrap_or_default()
                     } else {
                         text(StatusCode::NOT_FOUND, "Not found\n".into())
@@ -166,8 +206,13 @@ fn routes(
                 }
             },
         )
-        // Methods other than GET end here.
-        .or(warp::any().map(|| text(StatusCode::METHOD_NOT_ALLOWED, "Use GET\n".into())))
+        // Methods other than GET and HEAD end here.
+        .or(warp::any().map(|| {
+            let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "Use GET\n".into());
+            r.headers_mut()
+                .insert(header::ALLOW, header::HeaderValue::from_static("GET, HEAD"));
+            r
+        }))
         .unify()
 }
 

@@ -14,6 +14,7 @@
 //! - `seed`: a generator of LiteLLM traffic for demos, tests and benchmarks (writes!).
 
 pub mod backfill;
+pub mod budget;
 pub mod catalogue;
 pub mod cli;
 pub mod config;
@@ -23,6 +24,7 @@ pub mod gzip;
 pub mod http;
 pub mod ledger;
 pub mod pem;
+pub mod plan;
 pub mod refresh;
 pub mod render;
 pub mod schema;
@@ -98,7 +100,18 @@ pub async fn run(
         )),
         drain_timeout: cfg.drain_timeout,
     };
-    let (addr, server) = http::serve(web, shared.clone(), reload.clone(), http_stop)?;
+    let listen = cfg.listen;
+    let (addr, server) =
+        http::serve(web, shared.clone(), reload.clone(), http_stop).map_err(|e| {
+            // Named with the address: "Address already in use" alone leaves the operator to
+            // guess which one, and how to choose another.
+            std::io::Error::new(
+                e.kind(),
+                format!(
+                    "cannot listen on {listen}: {e} (choose another with --web.listen-address)"
+                ),
+            )
+        })?;
     tracing::info!(
         address = %addr,
         path = %cfg.telemetry_path,

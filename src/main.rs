@@ -102,6 +102,14 @@ fn check_config(run: &litellm_exporter::cli::RunArgs, file: &std::path::Path) ->
             for line in cfg.selection.summary() {
                 println!("  {line}");
             }
+            match &cfg.memory_budget {
+                Some(b) => println!(
+                    "Memory budget: {} ({}); `litellm-exporter plan` estimates what a database needs under it.",
+                    litellm_exporter::budget::human(b.bytes),
+                    b.source
+                ),
+                None => println!("Memory budget: none (no --memory.budget, no container memory limit); `litellm-exporter plan` estimates what a database needs."),
+            }
             let files = [&args.web_config_file, &args.bearer_token_file];
             let names: Vec<String> = files
                 .into_iter()
@@ -120,6 +128,28 @@ fn check_config(run: &litellm_exporter::cli::RunArgs, file: &std::path::Path) ->
         Err(e) => {
             eprintln!("{e}");
             ExitCode::from(2)
+        }
+    }
+}
+
+/// `plan`: the same configuration as a live run, then one read of the spend log.
+fn run_plan(run: &litellm_exporter::cli::RunArgs, rt: &tokio::runtime::Runtime) -> ExitCode {
+    let cfg = match Config::build(run) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("litellm-exporter plan: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging("warn", cfg.log_format);
+    match rt.block_on(litellm_exporter::plan::run(&cfg)) {
+        Ok(plan) => {
+            print!("{}", plan.report(&cfg));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("litellm-exporter plan: {}", db::redact(&format!("{e:#}")));
+            ExitCode::from(1)
         }
     }
 }
@@ -184,7 +214,7 @@ fn run_backfill(
                 s.steps,
                 opts.out.display()
             );
-            println!("Next: for f in {}/*.om; do promtool tsdb create-blocks-from openmetrics \"$f\" DATA_DIR; done", opts.out.display());
+            println!("Next: {}", backfill::promtool_command(&opts.out));
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -235,6 +265,9 @@ fn main() -> ExitCode {
     if let Some(Command::CheckConfig { file }) = &cli.command {
         return check_config(&cli.run, file);
     }
+    if let Some(Command::Plan) = &cli.command {
+        return run_plan(&cli.run, &runtime);
+    }
     let cfg = match Config::build(&cli.run) {
         Ok(c) => c,
         Err(e) => {
@@ -246,8 +279,15 @@ fn main() -> ExitCode {
     for w in &cfg.warnings {
         tracing::warn!("{w}");
     }
-    if cfg.state_file.is_none() {
-        tracing::warn!("No --state.file: after a restart, counters are rebuilt from the rows still in the database, so rows deleted by LiteLLM's retention job are no longer included.");
+    match &cfg.state_file {
+        None => tracing::warn!("No --state.file: after a restart, counters are rebuilt from the rows still in the database, so rows deleted by LiteLLM's retention job are no longer included."),
+        // Found now rather than at the first save, after a catch-up of minutes.
+        Some(path) => {
+            if let Err(e) = litellm_exporter::state::prepare_dir(path) {
+                eprintln!("litellm-exporter: {e}");
+                return ExitCode::from(2);
+            }
+        }
     }
     let run = async {
         let reload = litellm_exporter::sighup_reload();

@@ -18,7 +18,7 @@ use crate::config::Config;
 use crate::db::{self, DbError};
 use crate::entities::{self, Snapshot};
 use crate::ledger::read::{self, Projection};
-use crate::ledger::tail::{Cursor, Tail};
+use crate::ledger::tail::{Cursor, Progress, Tail};
 use crate::ledger::Ledger;
 use crate::render::LedgerRenderer;
 use crate::schema::Schema;
@@ -124,16 +124,99 @@ pub struct Published {
     pub gzip: std::sync::OnceLock<crate::gzip::Prefix>,
 }
 
+/// What the start-up catch-up has done so far, for `/-/ready`, the landing page, the log and the
+/// self-metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct CatchUpStatus {
+    /// Share done, in [0, 1): 1 only once the catch-up is complete (not kept here).
+    pub ratio: f64,
+    /// Rows read by this catch-up so far.
+    pub rows: u64,
+    /// How many rows this catch-up reads in all, from the planner's statistics; None when they
+    /// are unknown (never analysed) or evidently stale (fewer than already read).
+    pub estimate: Option<u64>,
+    /// Time left at the pace so far; None before anything was read.
+    pub left: Option<Duration>,
+}
+
+impl CatchUpStatus {
+    /// From a catch-up's progress, `estimate` (the rows it reads in all, about) and the time it
+    /// has run. The share follows the rows where the estimate is credible, else the share of the
+    /// history's time span read; either stays below 1 until the catch-up says it is done.
+    pub fn new(p: &Progress, estimate: Option<f64>, elapsed: Duration) -> Self {
+        let estimate = estimate
+            .map(f64::round)
+            .filter(|e| e.is_finite() && *e >= 1.0 && *e >= p.rows as f64)
+            .map(|e| e as u64);
+        let by_time = match p.from_ms {
+            Some(from) if p.end_ms > from => (p.done_ms - from) as f64 / (p.end_ms - from) as f64,
+            _ => 0.0,
+        };
+        let ratio = match estimate {
+            Some(e) => p.rows as f64 / e as f64,
+            None => by_time,
+        }
+        .clamp(0.0, 0.999);
+        let left = (ratio > 0.0)
+            .then(|| elapsed.mul_f64((1.0 - ratio) / ratio))
+            .filter(|d| *d < Duration::from_secs(365 * 86_400));
+        CatchUpStatus {
+            ratio,
+            rows: p.rows,
+            estimate,
+            left,
+        }
+    }
+
+    /// "catching up: 42.0% (1,234,567 rows read of about 2,900,000), about 37 s left".
+    pub fn describe(&self) -> String {
+        let rows = match self.estimate {
+            Some(e) => format!(
+                "{} rows read of about {}",
+                group_digits(self.rows),
+                group_digits(e)
+            ),
+            None => format!(
+                "{} rows read; share of the history's time span",
+                group_digits(self.rows)
+            ),
+        };
+        let left = match self.left {
+            Some(d) => format!(", about {} s left", d.as_secs().max(1)),
+            None => String::new(),
+        };
+        format!("catching up: {:.1}% ({rows}){left}", self.ratio * 100.0)
+    }
+}
+
+/// 1234567 -> "1,234,567".
+fn group_digits(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// What the HTTP side reads: the last rendered exposition and the readiness facts.
 pub struct Shared {
     exposition: RwLock<Arc<Published>>,
     pub selfm: SelfMetrics,
     caught_up: AtomicBool,
+    /// The database answered the last refresh (a missing LiteLLM schema included: it answers).
     db_up: AtomicBool,
     /// Set after a publish: both facts above hold for what `/metrics` serves.
     ready: AtomicBool,
-    /// Catch-up progress in per-mille, for the readiness message.
-    progress: AtomicU64,
+    /// The catch-up's progress while it runs, for the readiness message.
+    catch_up: Mutex<Option<CatchUpStatus>>,
+    /// The database answers but has no LiteLLM spend log: what to tell the operator.
+    schema_problem: Mutex<Option<String>>,
+    /// Series in the published exposition (ledger and entity families), for the landing page.
+    series: AtomicU64,
     /// Set by the first gzip scrape: from then on each refresh compresses what it publishes, so
     /// that scrapes (Prometheus always asks for gzip) only send bytes.
     pub gzip_wanted: AtomicBool,
@@ -147,10 +230,25 @@ impl Default for Shared {
             caught_up: AtomicBool::new(false),
             db_up: AtomicBool::new(false),
             ready: AtomicBool::new(false),
-            progress: AtomicU64::new(0),
+            catch_up: Mutex::new(None),
+            schema_problem: Mutex::new(None),
+            series: AtomicU64::new(0),
             gzip_wanted: AtomicBool::new(false),
         }
     }
+}
+
+/// What the landing page shows of the exporter's state.
+pub struct Status {
+    /// None when ready; otherwise why not (`Shared::not_ready_reason`).
+    pub not_ready: Option<String>,
+    /// Unix time of the last refresh that read the database, 0 before the first.
+    pub last_refresh: f64,
+    pub series: u64,
+    /// Bytes of the plain exposition (without the self-metrics).
+    pub body_bytes: u64,
+    /// Whether scrapes have asked for gzip (then each refresh compresses once).
+    pub gzip: bool,
 }
 
 impl Shared {
@@ -191,14 +289,73 @@ impl Shared {
         if self.ready.load(Ordering::Relaxed) {
             return None;
         }
+        if let Some(problem) = self.schema_problem.lock().ok().and_then(|p| p.clone()) {
+            return Some(problem);
+        }
         if !self.db_up.load(Ordering::Relaxed) {
-            return Some("the database is unreachable or the last refresh failed".into());
+            return Some(
+                "the database does not answer or the last refresh failed (see the log and litellm_exporter_errors_total)"
+                    .into(),
+            );
         }
         if !self.caught_up.load(Ordering::Relaxed) {
-            let p = self.progress.load(Ordering::Relaxed) as f64 / 10.0;
-            return Some(format!("catching up with the spend log ({p:.1}% read)"));
+            let status = self.catch_up.lock().ok().and_then(|s| *s);
+            return Some(match status {
+                Some(s) => s.describe(),
+                None => "catching up: starting to read the spend log".into(),
+            });
         }
         Some("the first complete refresh is being rendered".into())
+    }
+
+    /// The landing page's facts.
+    pub fn status(&self) -> Status {
+        Status {
+            not_ready: self.not_ready_reason(),
+            last_refresh: self.selfm.last_success.get(),
+            series: self.series.load(Ordering::Relaxed),
+            body_bytes: self.exposition().plain.iter().map(|p| p.len() as u64).sum(),
+            gzip: self.gzip_wanted.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The database answered: `database_up` is 1 from now, also while a long catch-up runs
+    /// (before, the whole catch-up read as an outage, and the outage alert paged on every start).
+    fn database_answers(&self) {
+        self.db_up.store(true, Ordering::Relaxed);
+        self.selfm.database_up.set(1);
+    }
+
+    /// The catch-up read one more chunk: the database answers, the data moves on.
+    fn catch_up_progress(&self, status: CatchUpStatus) {
+        self.database_answers();
+        self.selfm.last_success.set(unix_now());
+        self.selfm.catching_up.set(1);
+        self.selfm.catch_up_progress.set(status.ratio);
+        self.selfm
+            .catch_up_remaining
+            .set(status.left.map_or(-1.0, |d| d.as_secs_f64()));
+        if let Ok(mut s) = self.catch_up.lock() {
+            *s = Some(status);
+        }
+    }
+
+    fn catch_up_done(&self) {
+        self.selfm.catching_up.set(0);
+        self.selfm.catch_up_progress.set(1.0);
+        self.selfm.catch_up_remaining.set(0.0);
+        if let Ok(mut s) = self.catch_up.lock() {
+            *s = None;
+        }
+        self.caught_up.store(true, Ordering::Relaxed);
+    }
+
+    /// The spend-log table is missing (None: found).
+    fn set_schema_problem(&self, problem: Option<String>) {
+        self.selfm.schema_up.set(i64::from(problem.is_none()));
+        if let Ok(mut p) = self.schema_problem.lock() {
+            *p = problem;
+        }
     }
 
     fn set_ready_state(&self) {
@@ -221,6 +378,15 @@ fn give_back_free_memory() {
     unsafe {
         libc::malloc_trim(0);
     }
+}
+
+/// This process's resident memory (Linux: /proc/self/statm's second field, in pages).
+fn resident_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    // SAFETY: sysconf only reads a constant of the system.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    Some(pages * u64::try_from(page).ok()?)
 }
 
 fn unix_now() -> f64 {
@@ -261,6 +427,8 @@ pub struct Refresher {
     renderer: LedgerRenderer,
     /// The last render and what it was made from, reused while neither has changed.
     rendered: Option<Rendered>,
+    /// The memory guard's fold level last reported: a higher one is warned about once.
+    fold_level_seen: u32,
     schema: Option<Schema>,
     projection: Option<Projection>,
     entities: Snapshot,
@@ -308,6 +476,17 @@ impl Refresher {
                 }
             },
         };
+        let mut ledger = ledger;
+        ledger.set_fold(cfg.fold_rule());
+        if let Some(b) = &cfg.memory_budget {
+            info!(
+                budget = %crate::budget::human(b.bytes),
+                from = %b.source,
+                classes_share = %crate::budget::human(b.classes_bytes()),
+                "Memory guard: label combinations beyond the budget will fold into \"other\" series."
+            );
+            shared.selfm.memory_budget.set(b.bytes as i64);
+        }
         Refresher {
             tail: Tail::new(cfg.tail.clone(), cursor),
             cfg,
@@ -315,6 +494,7 @@ impl Refresher {
             shared,
             ledger,
             renderer: LedgerRenderer::default(),
+            fold_level_seen: 0,
             rendered: None,
             schema: None,
             projection: None,
@@ -366,10 +546,24 @@ impl Refresher {
         self.stop = shutdown.clone();
         let mut backoff = Duration::from_millis(500);
         let mut reload_open = true;
+        // Failed refreshes in a row, and since when: the recovery is logged once, with both.
+        let mut failing: Option<(Instant, u32)> = None;
         info!(database = %self.cfg.target.display, tls = %self.cfg.target.tls.summary, poll_interval = ?self.cfg.poll_interval, "Starting refresh loop.");
         loop {
             let started = Instant::now();
             let ok = self.cycle().await;
+            failing = match (ok, failing) {
+                (true, Some((since, n))) => {
+                    info!(
+                        failed_refreshes = n,
+                        seconds = since.elapsed().as_secs(),
+                        "Refreshes succeed again after the failures logged before."
+                    );
+                    None
+                }
+                (true, None) => None,
+                (false, f) => Some(f.map_or((started, 1), |(since, n)| (since, n + 1))),
+            };
             self.publish();
             // Ready only once what this refresh read is published.
             self.shared.set_ready_state();
@@ -464,6 +658,12 @@ impl Refresher {
             .refresh_duration
             .with_label_values(&["ledger"])
             .set(t0.elapsed().as_secs_f64());
+        // The database answered, without LiteLLM's spend log: its own state (`schema_up`), not
+        // an outage.
+        let spend_log_missing = matches!(
+            ledger_result,
+            Err(DbError::MissingTable("LiteLLM_SpendLogs"))
+        );
         let ledger_ok = match ledger_result {
             Ok(()) => true,
             Err(e) => {
@@ -514,11 +714,56 @@ impl Refresher {
             .selfm
             .pool_connections
             .set(self.pool.status().size as i64);
-        self.shared.db_up.store(ok, Ordering::Relaxed);
+        self.shared
+            .db_up
+            .store(ok || spend_log_missing, Ordering::Relaxed);
         if ok {
             self.shared.selfm.last_success.set(unix_now());
         }
         ok
+    }
+
+    /// An empty ledger under the configured memory guard.
+    fn fresh_ledger(&self) -> Ledger {
+        let mut l = Ledger::default();
+        l.set_fold(self.cfg.fold_rule());
+        l
+    }
+
+    /// The memory guard's self-metrics, and a warning each time it folds further.
+    fn report_fold(&mut self) {
+        let sm = &self.shared.selfm;
+        let (level, cost) = self.ledger.fold_state();
+        sm.fold_level.set(i64::from(level));
+        sm.classes_estimate.set(cost as i64);
+        SelfMetrics::catch_up_counter(&sm.memory_folded_classes, self.ledger.stats.folded_classes);
+        SelfMetrics::catch_up_counter(&sm.memory_folded_rows, self.ledger.overflow_rows());
+        if level > self.fold_level_seen {
+            self.fold_level_seen = level;
+            let budget = self
+                .cfg
+                .memory_budget
+                .as_ref()
+                .map(|b| crate::budget::human(b.bytes))
+                .unwrap_or_default();
+            warn!(
+                budget = %budget,
+                fold_level = level,
+                classes_kept = self.ledger.classes().len(),
+                classes_folded = self.ledger.stats.folded_classes,
+                "Memory guard: the label combinations seen need more than the memory budget; about 1 in 2^fold_level of them keep series of their own (chosen by a hash of their labels, the same in every exporter), the others now count in series whose labels read \"other\". Totals stay exact. Narrow the labels (prometheus_metrics_config) or raise --memory.budget to keep more."
+            );
+        }
+    }
+
+    /// What `/-/ready` says when the database answers without LiteLLM's spend log.
+    fn missing_spend_log_message(&self) -> String {
+        let db = &self.cfg.target.display;
+        if self.vanished.contains(&"LiteLLM_SpendLogs") {
+            format!("LiteLLM's spend-log table \"LiteLLM_SpendLogs\" disappeared from {db} (a migration in progress?); the last values are served until it is back")
+        } else {
+            format!("the database {db} answers but has no LiteLLM spend-log table \"LiteLLM_SpendLogs\": the wrong database or schema (the URL's ?schema= or the role's search_path), or LiteLLM's migrations have not run yet")
+        }
     }
 
     /// One ledger step on one pooled connection; the connection goes back to the pool only if
@@ -560,6 +805,7 @@ impl Refresher {
 
     async fn ledger_step(&mut self, client: &mut Object) -> Result<(), DbError> {
         self.read_replica_state(client).await?;
+        self.shared.database_answers();
         if self.schema.is_none() {
             let schema = Schema::detect(client).await?;
             for (feature, present) in schema.features() {
@@ -595,8 +841,11 @@ impl Refresher {
                 }
             }
             if missing.contains(&"LiteLLM_SpendLogs") && self.cfg.sources.ledger {
+                self.shared
+                    .set_schema_problem(Some(self.missing_spend_log_message()));
                 return Err(DbError::MissingTable("LiteLLM_SpendLogs"));
             }
+            self.shared.set_schema_problem(None);
             self.projection = Some(Projection::new(
                 &schema,
                 self.cfg.selection.dims(),
@@ -609,7 +858,7 @@ impl Refresher {
         }
         if !self.cfg.sources.ledger {
             // Entities only: "caught up" as soon as the database answers.
-            self.shared.caught_up.store(true, Ordering::Relaxed);
+            self.shared.catch_up_done();
             return Ok(());
         }
         let projection = self.projection.clone().expect("set with the schema");
@@ -623,7 +872,7 @@ impl Refresher {
         if let (Some(saved), Some(identity)) = (&self.saved_database, &self.db_identity) {
             if !state::same_database(saved, identity, &self.cfg.target.display) {
                 warn!("State file was written for another database (its cluster, database or spend-log table differ); rebuilding from the database.");
-                self.ledger = Ledger::default();
+                self.ledger = self.fresh_ledger();
                 self.tail.cursor = Cursor::default();
             } else {
                 // A state file from before a database restore would name transactions that
@@ -633,7 +882,7 @@ impl Refresher {
                 tx.commit().await?;
                 if self.tail.cursor.late_since > snap.xmax {
                     warn!("State file is ahead of the database (restored or replaced?); rebuilding from the database.");
-                    self.ledger = Ledger::default();
+                    self.ledger = self.fresh_ledger();
                     self.tail.cursor = Cursor::default();
                 }
             }
@@ -641,32 +890,31 @@ impl Refresher {
         }
 
         if !self.tail.cursor.caught_up() {
+            // Taken again at every (re)start of the catch-up, from where its cursor stands.
+            let estimate = self.tail.catch_up_estimate(client).await?;
             let shared = self.shared.clone();
             let last_log = &mut self.last_progress_log;
             let heartbeat = self.heartbeat.clone();
             let stop = self.stop.clone();
             let started = Instant::now();
-            info!("Catching up with the spend log.");
+            info!(
+                rows_estimate = estimate.map(|e| e.round() as u64),
+                "Catching up with the spend log."
+            );
+            self.shared.selfm.catching_up.set(1);
             let done = self
                 .tail
                 .catch_up(client, &mut self.ledger, &projection, |p| {
                     heartbeat.beat();
-                    let ratio = match p.from_ms {
-                        Some(from) if p.end_ms > from => {
-                            (p.done_ms - from) as f64 / (p.end_ms - from) as f64
-                        }
-                        _ => 1.0,
-                    }
-                    .clamp(0.0, 1.0);
-                    shared.selfm.catch_up_progress.set(ratio);
-                    shared
-                        .progress
-                        .store((ratio * 1000.0) as u64, Ordering::Relaxed);
+                    let status = CatchUpStatus::new(&p, estimate, started.elapsed());
+                    shared.catch_up_progress(status);
                     if last_log.elapsed() >= Duration::from_secs(5) {
                         *last_log = Instant::now();
                         info!(
-                            progress = format!("{:.1}%", ratio * 100.0),
+                            progress = format!("{:.1}%", status.ratio * 100.0),
                             rows = p.rows,
+                            rows_estimate = status.estimate,
+                            seconds_left = status.left.map(|d| d.as_secs()),
                             "Catch-up progress."
                         );
                     }
@@ -684,9 +932,7 @@ impl Refresher {
                 );
                 return Ok(());
             }
-            self.shared.selfm.catch_up_progress.set(1.0);
-            self.shared.progress.store(1000, Ordering::Relaxed);
-            self.shared.caught_up.store(true, Ordering::Relaxed);
+            self.shared.catch_up_done();
             info!(
                 rows = self.ledger.stats.rows_ingested,
                 classes = self.ledger.classes().len(),
@@ -743,11 +989,17 @@ impl Refresher {
         let stats = &self.ledger.stats;
         SelfMetrics::catch_up_counter(&sm.rows_ingested, stats.rows_ingested);
         SelfMetrics::catch_up_counter(&sm.corrections_ignored, stats.corrections_ignored);
-        if let Some(newest) = stats.newest_start_ms {
+        // During the catch-up the newest row counted is history: no lag to report yet.
+        if let (true, Some(newest)) = (self.tail.cursor.caught_up(), stats.newest_start_ms) {
             sm.ingest_lag
                 .set((unix_now() - newest as f64 / 1000.0).max(0.0));
         }
         sm.remembered_rows.set(self.ledger.remembered_rows() as i64);
+        if let Some(rss) = resident_bytes() {
+            sm.resident.set(rss as i64);
+        }
+        self.report_fold();
+        let sm = &self.shared.selfm;
         // Until this process has caught up, its totals may lag the values a previous process
         // served (a state file is only saved every 30 s): serving them could look like a
         // counter reset, so the ledger families appear only once they are complete.
@@ -787,7 +1039,9 @@ impl Refresher {
             .cloned()
             .chain([self.entities.text.clone()])
             .collect();
+        let mut series_total = 0u64;
         for (family, n, folded, folded_rows) in counts.iter().chain(&self.entities.series) {
+            series_total += *n as u64;
             sm.series.with_label_values(&[family]).set(*n as i64);
             if *folded > 0 {
                 sm.folded_series
@@ -799,6 +1053,7 @@ impl Refresher {
                 );
             }
         }
+        self.shared.series.store(series_total, Ordering::Relaxed);
         // Compressing (when scrapes ask for gzip) is CPU work like rendering, and so is trimming
         // the heap once the previous render's text is let go.
         tokio::task::block_in_place(|| {
@@ -851,5 +1106,68 @@ impl Refresher {
                 self.last_save = Some(Instant::now());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn progress(rows: u64, done_ms: i64) -> Progress {
+        Progress {
+            done_ms,
+            from_ms: Some(0),
+            end_ms: 1000,
+            rows,
+        }
+    }
+
+    #[test]
+    fn catch_up_status_follows_rows_of_a_credible_estimate() {
+        let s = CatchUpStatus::new(
+            &progress(1_234_567, 100),
+            Some(2_469_134.2),
+            Duration::from_secs(30),
+        );
+        assert_eq!(s.estimate, Some(2_469_134));
+        assert!((s.ratio - 0.5).abs() < 1e-6, "{s:?}");
+        assert_eq!(s.left.map(|d| d.as_secs()), Some(30));
+        assert_eq!(
+            s.describe(),
+            "catching up: 50.0% (1,234,567 rows read of about 2,469,134), about 30 s left"
+        );
+    }
+
+    #[test]
+    fn catch_up_status_falls_back_to_the_time_span_without_a_credible_estimate() {
+        // Fewer rows estimated than already read (statistics older than a bulk load), or none.
+        for estimate in [Some(10.0), None, Some(f64::NAN), Some(0.0)] {
+            let s = CatchUpStatus::new(&progress(500, 250), estimate, Duration::from_secs(10));
+            assert_eq!(s.estimate, None, "{estimate:?}");
+            assert!((s.ratio - 0.25).abs() < 1e-9);
+            assert_eq!(s.left, Some(Duration::from_secs(30)));
+            assert_eq!(
+                s.describe(),
+                "catching up: 25.0% (500 rows read; share of the history's time span), about 30 s left"
+            );
+        }
+    }
+
+    #[test]
+    fn catch_up_status_never_says_done_nor_guesses_before_reading() {
+        let s = CatchUpStatus::new(&progress(100, 1000), Some(100.0), Duration::from_secs(5));
+        assert!(s.ratio < 1.0 && s.describe().starts_with("catching up: 99.9%"));
+        let s = CatchUpStatus::new(&progress(0, 0), Some(100.0), Duration::from_secs(5));
+        assert_eq!(s.ratio, 0.0);
+        assert_eq!(s.left, None);
+        assert_eq!(s.describe(), "catching up: 0.0% (0 rows read of about 100)");
+    }
+
+    #[test]
+    fn digits_are_grouped_by_thousands() {
+        assert_eq!(group_digits(0), "0");
+        assert_eq!(group_digits(999), "999");
+        assert_eq!(group_digits(1000), "1,000");
+        assert_eq!(group_digits(12_345_678), "12,345,678");
     }
 }

@@ -413,6 +413,8 @@ pub struct LedgerRenderer {
     /// Classes mapped so far.
     mapped: usize,
     org_aliases: HashMap<String, String>,
+    /// The ledger's `layout` the mapping was made for: a fold renumbers the classes.
+    layout: u64,
 }
 
 impl LedgerRenderer {
@@ -447,9 +449,16 @@ impl LedgerRenderer {
             // Spelled out only for a label made from several fields (or from the organization
             // table): that costs a few allocations per class.
             let mut spelled: Option<ClassKey> = None;
+            // The memory guard's overflow classes read "other" in every label, whatever a
+            // label makes of its fields: they are the families' "other" series.
+            let overflow = ledger.is_overflow(c);
             for set in &mut self.sets {
                 ids.clear();
                 for j in 0..set.labels.len() {
+                    if overflow {
+                        ids.push(set.value(crate::ledger::fold::OTHER));
+                        continue;
+                    }
                     let label = set.labels[j];
                     let v = match packed.label_string(label) {
                         Some(id) => set.value_of_string(strings, id),
@@ -477,10 +486,11 @@ impl LedgerRenderer {
         org_aliases: &HashMap<String, String>,
         sel: &Selection,
     ) -> bool {
-        let kept = *org_aliases == self.org_aliases;
+        let kept = *org_aliases == self.org_aliases && ledger.layout() == self.layout;
         if !kept {
             *self = LedgerRenderer {
                 org_aliases: org_aliases.clone(),
+                layout: ledger.layout(),
                 ..Default::default()
             };
         }
@@ -545,10 +555,12 @@ impl LedgerRenderer {
         t: &Thresholds,
         sel: &Selection,
     ) -> (Vec<String>, FamilyCounts) {
-        if *org_aliases != self.org_aliases {
-            // An organization was renamed: its series move to the new alias, as in LiteLLM.
+        if *org_aliases != self.org_aliases || ledger.layout() != self.layout {
+            // An organization was renamed (its series move to the new alias, as in LiteLLM),
+            // or the memory guard folded classes (they were renumbered).
             *self = LedgerRenderer {
                 org_aliases: org_aliases.clone(),
+                layout: ledger.layout(),
                 ..Default::default()
             };
         }

@@ -19,6 +19,15 @@ pub struct SelfMetrics {
     pub bad_numbers: IntCounter,
     pub corrections_ignored: IntCounter,
     pub catch_up_progress: Gauge,
+    pub catching_up: IntGauge,
+    pub catch_up_remaining: Gauge,
+    pub schema_up: IntGauge,
+    pub memory_budget: IntGauge,
+    pub classes_estimate: IntGauge,
+    pub fold_level: IntGauge,
+    pub memory_folded_classes: IntCounter,
+    pub memory_folded_rows: IntCounter,
+    pub resident: IntGauge,
     pub remembered_rows: IntGauge,
     pub poll_rows_read: IntGauge,
     pub renders: IntCounter,
@@ -72,7 +81,16 @@ impl SelfMetrics {
             series: reg!(IntGaugeVec::new(opts("litellm_exporter_series", "Series exported per LiteLLM metric family."), &["family"])),
             bad_numbers: reg!(IntCounter::with_opts(opts("litellm_exporter_bad_numbers_total", "NaN, infinite, negative or absurd numbers in LiteLLM's tables that were counted as 0 or skipped."))),
             corrections_ignored: reg!(IntCounter::with_opts(opts("litellm_exporter_corrections_ignored_total", "Rewritten spend-log rows whose shrinking values or changed labels were not applied, so that no counter decreases."))),
-            catch_up_progress: reg!(Gauge::with_opts(opts("litellm_exporter_catch_up_progress_ratio", "Share of the spend-log history read by the start-up catch-up (1 when done)."))),
+            catch_up_progress: reg!(Gauge::with_opts(opts("litellm_exporter_catch_up_progress_ratio", "Share of the spend-log history read by the start-up catch-up (1 when done): rows read of the planner's estimate, or the share of the history's time span where there is no credible estimate."))),
+            catching_up: reg!(IntGauge::with_opts(opts("litellm_exporter_catching_up", "1 while the start-up catch-up reads the spend log (the database answers; the ledger families appear once it is done), else 0."))),
+            catch_up_remaining: reg!(Gauge::with_opts(opts("litellm_exporter_catch_up_remaining_seconds", "Estimated seconds left in the start-up catch-up at its pace so far (0 when done, -1 while unknown)."))),
+            memory_budget: reg!(IntGauge::with_opts(opts("litellm_exporter_memory_budget_bytes", "The memory budget (--memory.budget, or 80% of the container's limit); 0 without one."))),
+            classes_estimate: reg!(IntGauge::with_opts(opts("litellm_exporter_memory_classes_estimate_bytes", "Estimated bytes the label combinations with series of their own take (ledger, renderer, exposition text), held under the budget's share for them."))),
+            fold_level: reg!(IntGauge::with_opts(opts("litellm_exporter_memory_fold_level", "0 while every label combination has series of its own; past the memory budget N, and about 1 in 2^N combinations keep their own series (the rest count in \"other\" series)."))),
+            memory_folded_classes: reg!(IntCounter::with_opts(opts("litellm_exporter_memory_folded_classes_total", "Label combinations that had series of their own and were folded into \"other\" series by the memory guard."))),
+            memory_folded_rows: reg!(IntCounter::with_opts(opts("litellm_exporter_memory_folded_rows_total", "Spend-log rows counted in the memory guard's \"other\" series."))),
+            resident: reg!(IntGauge::with_opts(opts("litellm_exporter_resident_memory_bytes", "Resident memory of the exporter process (VmRSS), at the last refresh."))),
+            schema_up: reg!(IntGauge::with_opts(opts("litellm_exporter_schema_up", "0 while the database answers but has no LiteLLM spend-log table (wrong database or schema, migrations not run), else 1."))),
             remembered_rows: reg!(IntGauge::with_opts(opts("litellm_exporter_remembered_rows", "Recent spend-log rows kept in memory to recognise late rewrites."))),
             poll_rows_read: reg!(IntGauge::with_opts(opts("litellm_exporter_poll_rows_read", "Rows returned by the last steady-state poll."))),
             renders: reg!(IntCounter::with_opts(opts("litellm_exporter_renders_total", "Renders of the spend-log families: one per refresh whose totals or organization names changed (an idle proxy costs none)."))),
@@ -93,6 +111,9 @@ impl SelfMetrics {
         };
         // The files were valid at start, or the process would not have started.
         m.web_config_reload_ok.set(1);
+        // Nothing is known to be missing before the first detection: an unreachable database
+        // is database_up's to report, not a missing schema.
+        m.schema_up.set(1);
         for k in Self::ERROR_KINDS {
             m.errors.with_label_values(&[k]);
         }

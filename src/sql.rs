@@ -9,6 +9,7 @@ pub const LEDGER_WINDOW_PLAN: &str = include_str!("../sql/ledger/window_plan.sql
 pub const LEDGER_INDEX_PLAN: &str = include_str!("../sql/ledger/index_plan.sql");
 pub const LEDGER_SNAPSHOT: &str = include_str!("../sql/ledger/snapshot.sql");
 pub const LEDGER_BOUNDS: &str = include_str!("../sql/ledger/bounds.sql");
+pub const LEDGER_ROW_ESTIMATE: &str = include_str!("../sql/ledger/row_estimate.sql");
 pub const LEDGER_NEXT_START: &str = include_str!("../sql/ledger/next_start.sql");
 pub const LEDGER_CHUNK_END: &str = include_str!("../sql/ledger/chunk_end.sql");
 pub const ENTITY_TEAMS: &str = include_str!("../sql/entities/teams.sql");

@@ -127,6 +127,40 @@ pub fn same_database(saved: &str, identity: &str, url_display: &str) -> bool {
     }
 }
 
+/// Makes sure the state file can be written where it is asked for, before the exporter starts:
+/// its directory is created if missing, and a file is written there and removed (a read-only
+/// volume or a directory owned by another user is said now, not at the first save after a
+/// catch-up of minutes). The error says what to fix.
+pub fn prepare_dir(path: &Path) -> Result<(), String> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if path.is_dir() {
+        return Err(format!(
+            "--state.file {} is a directory; give the path of a file in it, e.g. {}",
+            path.display(),
+            path.join("state.json").display()
+        ));
+    }
+    std::fs::create_dir_all(dir).map_err(|e| {
+        format!(
+            "cannot create the state file's directory {}: {e}",
+            dir.display()
+        )
+    })?;
+    let probe = path.with_extension("probe");
+    std::fs::write(&probe, b"")
+        .and_then(|()| std::fs::remove_file(&probe))
+        .map_err(|e| {
+            format!(
+                "cannot write the state file {} (writing {} failed: {e}); give a writable path with --state.file",
+                path.display(),
+                probe.display()
+            )
+        })
+}
+
 pub fn save(
     path: &Path,
     fingerprint: &str,

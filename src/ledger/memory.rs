@@ -72,6 +72,13 @@ impl Memory {
         self.rows.insert(id, memo);
     }
 
+    /// Points every remembered row at its class's new position (after a fold renumbered them).
+    pub fn remap_classes(&mut self, to: impl Fn(u32) -> u32) {
+        for m in self.rows.values_mut() {
+            m.class = to(m.class);
+        }
+    }
+
     /// Forgets rows that started before `before_ms`.
     pub fn forget_before(&mut self, before_ms: i64) {
         self.rows.retain(|id, _| id.start_ms >= before_ms);

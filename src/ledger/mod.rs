@@ -12,12 +12,15 @@
 //!   longer change the totals.
 
 pub mod class;
+pub mod fold;
 pub mod memory;
 pub mod packed;
 pub mod project;
 pub mod read;
 pub mod tail;
 pub mod values;
+
+use std::sync::Arc;
 
 use ahash::RandomState;
 
@@ -50,6 +53,10 @@ pub struct Stats {
     pub corrections_ignored: u64,
     /// Newest `startTime` (ms since the epoch, UTC wall clock) among counted rows.
     pub newest_start_ms: Option<i64>,
+    /// Label classes that had series of their own and were folded into the "other" series by
+    /// the memory guard (`fold`).
+    #[serde(default)]
+    pub folded_classes: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,6 +88,17 @@ pub struct Ledger {
     pub stats: Stats,
     /// Changes to the totals so far in this process: an unchanged ledger is not rendered again.
     generation: u64,
+    /// The memory guard (None: no budget): which classes keep series of their own (`fold`).
+    fold: Option<Arc<fold::FoldRule>>,
+    /// Classes whose label hash has fewer leading zero bits fold (`fold::kept`). Saved: the
+    /// folded classes are gone, so the level cannot be found again from the ledger alone.
+    fold_level: u32,
+    /// What the classes kept under the rule cost (estimated bytes, `fold::Footprint`).
+    footprint: fold::Footprint,
+    /// Positions of the overflow classes: one per combination of the flags they keep.
+    overflow: Vec<u32>,
+    /// Moves whenever folding renumbered the classes (the renderer maps them afresh).
+    layout: u64,
 }
 
 /// A class as the state file spells it.
@@ -101,6 +119,8 @@ struct LedgerIn {
     classes: Vec<EntryIn>,
     memo: memory::Memory,
     stats: Stats,
+    #[serde(default)]
+    fold_level: u32,
 }
 
 /// The classes, each key unpacked only while it is written.
@@ -122,10 +142,11 @@ impl Serialize for ClassesOut<'_> {
 
 impl Serialize for Ledger {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut st = s.serialize_struct("Ledger", 3)?;
+        let mut st = s.serialize_struct("Ledger", 4)?;
         st.serialize_field("classes", &ClassesOut(self))?;
         st.serialize_field("memo", &self.memo)?;
         st.serialize_field("stats", &self.stats)?;
+        st.serialize_field("fold_level", &self.fold_level)?;
         st.end()
     }
 }
@@ -136,6 +157,7 @@ impl<'de> Deserialize<'de> for Ledger {
         let mut l = Ledger {
             memo: file.memo,
             stats: file.stats,
+            fold_level: file.fold_level,
             ..Ledger::default()
         };
         // In file order: remembered rows refer to classes by position.
@@ -150,7 +172,7 @@ impl<'de> Deserialize<'de> for Ledger {
 }
 
 impl Ledger {
-    /// Rebuilds the lookup index after deserialisation.
+    /// Rebuilds the lookup index (and which classes are overflow ones) after deserialisation.
     pub fn reindex(&mut self) {
         let (classes, hasher, strings) = (&self.classes, &self.hasher, &self.strings);
         let hash = |j: u32| packed::hash(hasher, &classes[j as usize].key.view(strings));
@@ -158,6 +180,123 @@ impl Ledger {
         for i in 0..classes.len() as u32 {
             self.index.insert_unique(hash(i), i, |&j| hash(j));
         }
+        self.overflow = (0..classes.len() as u32)
+            .filter(|c| fold::is_overflow(&classes[*c as usize].key.view(strings)))
+            .collect();
+    }
+
+    /// Puts the ledger under a memory guard's rule (None: no guard): the classes it holds are
+    /// costed, and if they do not fit, folded until they do. A state file's ledger keeps the
+    /// level it was saved at.
+    pub fn set_fold(&mut self, rule: Option<fold::FoldRule>) {
+        self.fold = rule.map(Arc::new);
+        self.footprint = fold::Footprint::default();
+        if let Some(rule) = self.fold.clone() {
+            let (footprint, classes, strings) = (&mut self.footprint, &self.classes, &self.strings);
+            for (c, entry) in classes.iter().enumerate() {
+                if !self.overflow.contains(&(c as u32)) {
+                    footprint.add(&rule, &entry.key.view(strings));
+                }
+            }
+        }
+        self.refold(self.fold_level);
+    }
+
+    /// An empty ledger under the same rule and level, for a catch-up chunk: it folds what this
+    /// ledger would fold, so that a chunk of millions of rows cannot outgrow the budget either.
+    pub fn chunk(&self) -> Ledger {
+        Ledger {
+            fold: self.fold.clone(),
+            fold_level: self.fold_level,
+            ..Ledger::default()
+        }
+    }
+
+    /// The memory guard's level (0: nothing folded) and the estimated bytes of the kept classes.
+    pub fn fold_state(&self) -> (u32, u64) {
+        (self.fold_level, self.footprint.bytes)
+    }
+
+    /// Whether class `c` is an overflow class: every label of it reads "other".
+    pub fn is_overflow(&self, c: usize) -> bool {
+        self.overflow.contains(&(c as u32))
+    }
+
+    /// Moves whenever folding renumbered the classes.
+    pub fn layout(&self) -> u64 {
+        self.layout
+    }
+
+    /// Rows counted in overflow classes.
+    pub fn overflow_rows(&self) -> u64 {
+        self.overflow
+            .iter()
+            .map(|c| self.classes[*c as usize].acc.rows)
+            .sum()
+    }
+
+    /// Raises the fold level to at least `min_level`, and further until the kept classes fit
+    /// the budget; the classes that no longer qualify move into their overflow classes (totals
+    /// merged, remembered rows pointed at them). Nothing happens when the level stays and the
+    /// classes fit.
+    fn refold(&mut self, min_level: u32) {
+        let Some(rule) = self.fold.clone() else {
+            return;
+        };
+        if min_level <= self.fold_level && self.footprint.bytes <= rule.budget {
+            return;
+        }
+        let n = self.classes.len();
+        let hashes: Vec<u64> = (0..n).map(|c| fold::stable_hash(&self.view(c))).collect();
+        let footprint_at = |level: u32| -> fold::Footprint {
+            let mut f = fold::Footprint::default();
+            for (c, hash) in hashes.iter().enumerate() {
+                if !self.is_overflow(c) && fold::kept(*hash, level) {
+                    f.add(&rule, &self.view(c));
+                }
+            }
+            f
+        };
+        let mut level = self.fold_level.max(min_level);
+        let mut footprint = footprint_at(level);
+        // 65: not even a hash of all zero bits is kept.
+        while footprint.bytes > rule.budget && level < 65 {
+            level += 1;
+            footprint = footprint_at(level);
+        }
+        if level == self.fold_level {
+            self.footprint = footprint;
+            return;
+        }
+        let old = std::mem::take(&mut self.classes);
+        let old_strings = std::mem::take(&mut self.strings);
+        self.index = hashbrown::HashTable::with_capacity(n);
+        self.overflow.clear();
+        self.fold_level = level;
+        self.footprint = footprint;
+        let mut to = Vec::with_capacity(n);
+        for (c, entry) in old.into_iter().enumerate() {
+            let view = entry.key.view(&old_strings);
+            let target = if self.is_overflow_key_at(&view) || fold::kept(hashes[c], level) {
+                self.push_class(&view)
+            } else {
+                self.stats.folded_classes += 1;
+                let o = fold::overflow_key(&view);
+                match self.class_index(&o) {
+                    Some(i) => i,
+                    None => self.push_class(&o),
+                }
+            };
+            self.classes[target as usize].acc.merge(&entry.acc);
+            to.push(target);
+        }
+        self.memo.remap_classes(|c| to[c as usize]);
+        self.layout += 1;
+        self.generation += 1;
+    }
+
+    fn is_overflow_key_at(&self, k: &impl KeyView) -> bool {
+        fold::is_overflow(k)
     }
 
     pub fn classes(&self) -> &[ClassEntry] {
@@ -200,12 +339,34 @@ impl Ledger {
 
     fn intern(&mut self, key: &impl KeyView) -> u32 {
         let hash = packed::hash(&self.hasher, key);
-        let (classes, hasher, strings) = (&self.classes, &self.hasher, &self.strings);
+        let (classes, strings) = (&self.classes, &self.strings);
         if let Some(&i) = self.index.find(hash, |&i| {
             packed::same(key, &classes[i as usize].key.view(strings))
         }) {
             return i;
         }
+        if let Some(rule) = self.fold.clone() {
+            if !fold::is_overflow(key) {
+                if !fold::kept(fold::stable_hash(key), self.fold_level) {
+                    return self.intern(&fold::overflow_key(key));
+                }
+                self.footprint.add(&rule, key);
+                if self.footprint.bytes > rule.budget {
+                    // Counted first, so that the fold sees every class there is; the new one
+                    // may fold with the others.
+                    self.push_class(key);
+                    self.refold(self.fold_level + 1);
+                    return self.intern(key);
+                }
+            }
+        }
+        self.push_class(key)
+    }
+
+    /// Adds a class for a key not in the index, with empty totals.
+    fn push_class(&mut self, key: &impl KeyView) -> u32 {
+        let hash = packed::hash(&self.hasher, key);
+        let (classes, hasher, strings) = (&self.classes, &self.hasher, &self.strings);
         let i = classes.len() as u32;
         self.index.insert_unique(hash, i, |&j| {
             packed::hash(hasher, &classes[j as usize].key.view(strings))
@@ -222,6 +383,9 @@ impl Ledger {
             key,
             acc: ClassAcc::default(),
         });
+        if fold::is_overflow(&self.view(i as usize)) {
+            self.overflow.push(i);
+        }
         i
     }
 
@@ -270,7 +434,10 @@ impl Ledger {
                     shrank = true;
                 }
             }
-            if shrank || !packed::same(&row.key, &self.view(class)) {
+            let same_class = packed::same(&row.key, &self.view(class))
+                || (self.is_overflow(class)
+                    && packed::same(&fold::overflow_key(&row.key), &self.view(class)));
+            if shrank || !same_class {
                 self.stats.corrections_ignored += 1;
             }
             if grew {
@@ -318,6 +485,8 @@ impl Ledger {
     pub fn absorb(&mut self, chunk: Ledger) {
         debug_assert!(chunk.memo.is_empty(), "absorbed chunks remember no rows");
         self.generation += 1;
+        // The chunk folded more: so does the ledger, which has seen at least the same classes.
+        self.refold(chunk.fold_level);
         for entry in &chunk.classes {
             let i = self.intern(&entry.key.view(&chunk.strings)) as usize;
             self.classes[i].acc.merge(&entry.acc);

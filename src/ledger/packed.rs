@@ -21,7 +21,7 @@ use crate::catalogue::Label;
 /// extras apart). Bit `i` of a packed key's header says whether field `i` is non-empty.
 pub const FIELDS: usize = 21;
 
-const FAILED: u32 = 1 << 21;
+pub(super) const FAILED: u32 = 1 << 21;
 const CACHE_HIT: u32 = 1 << 22;
 const CACHE_MISS: u32 = 1 << 23;
 const PRESENT: u32 = (1 << FIELDS) - 1;
@@ -63,7 +63,7 @@ impl ClassKey {
         ]
     }
 
-    fn fields_mut(&mut self) -> [&mut String; FIELDS] {
+    pub(super) fn string_fields_mut(&mut self) -> [&mut String; FIELDS] {
         [
             &mut self.api_key,
             &mut self.key_alias,
@@ -87,6 +87,19 @@ impl ClassKey {
             &mut self.error_provider,
             &mut self.stream,
         ]
+    }
+}
+
+impl ClassKey {
+    /// `cache_hit` as a header's flags say (what a stored key keeps of it).
+    pub(super) fn set_cache_flags(&mut self, header: u32) {
+        self.cache_hit = if header & CACHE_HIT != 0 {
+            "True".into()
+        } else if header & CACHE_MISS != 0 {
+            "False".into()
+        } else {
+            String::new()
+        };
     }
 }
 
@@ -217,7 +230,7 @@ impl PackedKey {
                 .collect(),
             ..Default::default()
         };
-        for (i, f) in k.fields_mut().into_iter().enumerate() {
+        for (i, f) in k.string_fields_mut().into_iter().enumerate() {
             f.push_str(v.field(i));
         }
         k

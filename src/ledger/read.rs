@@ -162,6 +162,14 @@ pub async fn oldest_start(tx: &Transaction<'_>) -> Result<Option<i64>, tokio_pos
     tx.query_one(sql::LEDGER_BOUNDS, &[]).await?.try_get(0)
 }
 
+/// The planner's estimate of the spend log's rows (partitions summed), None where the table was
+/// never analysed. Only for progress messages: it may be stale or off by a fair share.
+pub async fn row_estimate(tx: &Transaction<'_>) -> Result<Option<f64>, tokio_postgres::Error> {
+    tx.query_one(sql::LEDGER_ROW_ESTIMATE, &[])
+        .await?
+        .try_get(0)
+}
+
 /// Oldest readable `startTime` at or after `from_ms`, or None when no row is left.
 pub async fn next_start(
     tx: &Transaction<'_>,

@@ -307,6 +307,41 @@ impl Tail {
         }
     }
 
+    /// About how many rows the rest of this catch-up reads, for its progress message: the
+    /// planner's estimate of the table's rows (`read::row_estimate`) times the share of the
+    /// history's time span still ahead of it (history taken as evenly spread: an estimate, and
+    /// said as one). None for a resume from a state file (it reads only the rows changed since,
+    /// however long the span), where the table was never analysed, or once caught up.
+    pub async fn catch_up_estimate(
+        &self,
+        client: &mut deadpool_postgres::Object,
+    ) -> Result<Option<f64>, DbError> {
+        let Phase::CatchUp {
+            next_ms,
+            end_ms,
+            since: 0,
+        } = self.cursor.phase
+        else {
+            return Ok(None);
+        };
+        let tx = db::read_tx(client).await?;
+        let snap = read::snapshot(&tx).await?;
+        let total = read::row_estimate(&tx).await?;
+        let oldest = read::oldest_start(&tx).await?;
+        tx.commit().await?;
+        let (Some(total), Some(oldest)) = (total, oldest) else {
+            return Ok(None);
+        };
+        let end = end_ms.unwrap_or(snap.now_ms - self.lateness_ms());
+        let from = next_ms.unwrap_or(oldest).max(oldest);
+        let span = snap.now_ms.saturating_sub(oldest);
+        if span <= 0 {
+            return Ok(Some(total));
+        }
+        let ahead = end.saturating_sub(from) as f64 / span as f64;
+        Ok(Some(total * ahead.clamp(0.0, 1.0)))
+    }
+
     /// Runs the catch-up to its end, calling `progress` after every chunk; Ok(true) once it is
     /// done. `progress` returning `Break` stops it after that chunk (a shutdown), Ok(false). On
     /// either, or on an error, the cursor keeps the position of the last completed chunk, and a
@@ -372,7 +407,7 @@ impl Tail {
             // so that no later failure makes it read again.
             let (cut_hi, cut) = self.cut(&tx, lo, Some(hi)).await?;
             let hi = cut_hi.unwrap_or(hi);
-            let mut chunk = Ledger::default();
+            let mut chunk = ledger.chunk();
             let n = read::each_row(&tx, p, lo, Some(hi), since, xmax, |r| {
                 chunk.apply_row(r, false, &p.thresholds);
             })

@@ -99,7 +99,14 @@ async fn a_database_without_litellm_tables_is_reported() {
     let e = Exporter::start(&db.url, FAST);
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let s = e.scrape().await;
-    assert_eq!(s.value("litellm_exporter_database_up"), Some(0.0));
+    // The database answers: a missing schema is its own state, not an outage.
+    assert_eq!(s.value("litellm_exporter_database_up"), Some(1.0));
+    assert_eq!(s.value("litellm_exporter_schema_up"), Some(0.0));
+    let (status, body) = e.get("/-/ready").await;
+    assert!(
+        status == 503 && body.contains("has no LiteLLM spend-log table"),
+        "{body}"
+    );
     let schema_errors = s
         .named("litellm_exporter_errors_total")
         .find(|x| x.labels.get("kind").map(String::as_str) == Some("schema"))
@@ -191,4 +198,124 @@ async fn endpoints_and_gzip() {
     };
     assert_eq!(stable(&text), stable(&plain));
     assert!(text.ends_with('\n') && text.contains("litellm_exporter_build_info{"));
+}
+
+/// HEAD answers wherever GET does (load balancers and uptime checkers probe with HEAD), with
+/// GET's status and headers and no body; other methods are told which ones work.
+#[tokio::test]
+async fn head_answers_wherever_get_does() {
+    let db = fresh_db(Schema::New);
+    let e = Exporter::start(&db.url, FAST);
+    e.wait_ready(Duration::from_secs(30)).await;
+    let client = reqwest::Client::new();
+    for path in ["/metrics", "/-/ready", "/-/healthy", "/", "/nowhere"] {
+        let url = format!("http://127.0.0.1:{}{path}", e.port);
+        let get = client.get(&url).send().await.expect("GET");
+        let get_status = get.status();
+        let get_type = get.headers().get("content-type").cloned();
+        let head = client.head(&url).send().await.expect("HEAD");
+        assert_eq!(head.status(), get_status, "{path}");
+        assert_eq!(
+            head.headers().get("content-type").cloned(),
+            get_type,
+            "{path}"
+        );
+        assert!(head.bytes().await.expect("HEAD body").is_empty(), "{path}");
+        if path == "/metrics" {
+            // On the wire (the HTTP client hides a HEAD response's length): the length GET's
+            // body would have, and nothing after the head.
+            use std::io::{Read, Write};
+            let mut tcp = std::net::TcpStream::connect(("127.0.0.1", e.port)).expect("connect");
+            tcp.write_all(b"HEAD /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+                .expect("send");
+            let mut raw = String::new();
+            tcp.read_to_string(&mut raw).expect("read");
+            let (head_text, body) = raw.split_once("\r\n\r\n").expect("a response head");
+            let declared: u64 = head_text
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length: "))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or_else(|| panic!("HEAD declares no length: {head_text}"));
+            assert!(declared > 1000, "{head_text}");
+            assert!(body.is_empty(), "HEAD sent a body");
+        }
+    }
+    let post = client
+        .post(format!("http://127.0.0.1:{}/metrics", e.port))
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(post.status().as_u16(), 405);
+    assert_eq!(
+        post.headers().get("allow").and_then(|v| v.to_str().ok()),
+        Some("GET, HEAD")
+    );
+}
+
+/// The state file's directory is created at start; a path that cannot be written is refused
+/// at start (exit 2, saying why), not found at the first save after a long catch-up.
+#[tokio::test]
+async fn the_state_file_directory_is_created_or_refused_at_start() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let db = fresh_db(Schema::New);
+    let nested = dir.path().join("not/yet/there/state.json");
+    let e = Exporter::start(
+        &db.url,
+        &[FAST, &["--state.file", nested.to_str().expect("utf8")][..]].concat(),
+    );
+    e.wait_ready(Duration::from_secs(30)).await;
+    assert!(nested.parent().expect("parent").is_dir());
+    assert_eq!(e.stop(), 0);
+    assert!(nested.is_file(), "saved at shutdown");
+
+    // A path under a regular file: no directory can be made there (root included).
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "x").expect("write");
+    let under_file = file.join("state.json");
+    let err = config_error(&[
+        "--db-url",
+        "postgres://u@127.0.0.1:1/d",
+        "--state.file",
+        under_file.to_str().expect("utf8"),
+    ]);
+    assert!(
+        err.contains("cannot create the state file's directory")
+            && err.contains(file.to_str().expect("utf8")),
+        "{err}"
+    );
+    // A directory given as the file.
+    let err = config_error(&[
+        "--db-url",
+        "postgres://u@127.0.0.1:1/d",
+        "--state.file",
+        dir.path().to_str().expect("utf8"),
+    ]);
+    assert!(err.contains("is a directory"), "{err}");
+}
+
+/// A listen address in use is named, with the flag that changes it.
+#[tokio::test]
+async fn a_taken_listen_address_is_named() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr").to_string();
+    let dir = tempfile::tempdir().expect("tmp");
+    let state = dir.path().join("s.json");
+    let out = Command::new(BIN)
+        .args([
+            "--db-url",
+            "postgres://u@127.0.0.1:1/d",
+            "--state.file",
+            state.to_str().expect("utf8"),
+            "--web.listen-address",
+            &addr,
+        ])
+        .env_remove("DATABASE_URL")
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("cannot listen on {addr}")) && err.contains("--web.listen-address"),
+        "{err}"
+    );
 }

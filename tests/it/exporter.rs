@@ -44,10 +44,22 @@ impl Exporter {
     /// Runs the binary with exactly `args` (plus the listen address) and `env`; the database URL
     /// variables of the test process are not inherited.
     pub fn spawn(args: &[&str], env: &[(&str, &str)]) -> Exporter {
+        Self::launch(Command::new(BIN), args, env)
+    }
+
+    /// `spawn` through `program` and its `pre` arguments (a shell that enters a cgroup, then
+    /// execs the binary): the process id is the exporter's once the wrapper has exec'd.
+    pub fn spawn_wrapped(program: &str, pre: &[&str], args: &[&str]) -> Exporter {
+        let mut cmd = Command::new(program);
+        cmd.args(pre);
+        Self::launch(cmd, args, &[])
+    }
+
+    fn launch(mut cmd: Command, args: &[&str], env: &[(&str, &str)]) -> Exporter {
         let dir = tempfile::tempdir().expect("tempdir");
         let log = dir.path().join("exporter.log");
         let port = free_port();
-        let child = Command::new(BIN)
+        let child = cmd
             .env_remove("DATABASE_URL")
             .env_remove("LITELLM_EXPORTER_DB_URL_FILE")
             .envs(env.iter().copied())
@@ -255,6 +267,13 @@ impl Scrape {
 
     pub fn named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Sample> + 'a {
         self.samples.iter().filter(move |s| s.name == name)
+    }
+
+    /// Samples whose name starts with `prefix`.
+    pub fn named_prefix<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = &'a Sample> + 'a {
+        self.samples
+            .iter()
+            .filter(move |s| s.name.starts_with(prefix))
     }
 
     pub fn value(&self, name: &str) -> Option<f64> {

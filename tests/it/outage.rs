@@ -63,4 +63,7 @@ async fn database_restart_loses_nothing_and_counts_nothing_twice() {
         after.total("litellm_proxy_total_requests_metric_total"),
         91.0
     );
+    // The recovery is logged once, with how long the outage lasted.
+    let log = e.log_text();
+    assert_eq!(log.matches("Refreshes succeed again").count(), 1, "{log}");
 }
