@@ -277,7 +277,13 @@ impl Ledger {
         let mut to = Vec::with_capacity(n);
         for (c, entry) in old.into_iter().enumerate() {
             let view = entry.key.view(&old_strings);
-            let target = if self.is_overflow_key_at(&view) || fold::kept(hashes[c], level) {
+            // An overflow class may already be there: made for a class folded before it.
+            let target = if fold::is_overflow(&view) {
+                match self.class_index(&entry.key.unpack(&old_strings)) {
+                    Some(i) => i,
+                    None => self.push_class(&view),
+                }
+            } else if fold::kept(hashes[c], level) {
                 self.push_class(&view)
             } else {
                 self.stats.folded_classes += 1;
@@ -293,10 +299,6 @@ impl Ledger {
         self.memo.remap_classes(|c| to[c as usize]);
         self.layout += 1;
         self.generation += 1;
-    }
-
-    fn is_overflow_key_at(&self, k: &impl KeyView) -> bool {
-        fold::is_overflow(k)
     }
 
     pub fn classes(&self) -> &[ClassEntry] {
@@ -635,6 +637,117 @@ mod tests {
             assert_eq!(back.classes()[1].acc.add.spend_pico, 7);
             assert_eq!(back.stats.corrections_ignored, 0);
         }
+    }
+
+    /// A ledger under a budget a few classes wide: rows of many teams.
+    fn guarded(budget: u64) -> Ledger {
+        let mut l = Ledger::default();
+        let rule = fold::FoldRule::new(
+            budget,
+            &crate::selection::Selection::default(),
+            &Thresholds::new(&[0.001], &[0.001]),
+        );
+        l.set_fold(Some(rule));
+        l
+    }
+
+    fn totals(l: &Ledger) -> (u64, u128) {
+        l.classes().iter().fold((0, 0), |(r, s), c| {
+            (r + c.acc.rows, s + c.acc.add.spend_pico)
+        })
+    }
+
+    #[test]
+    fn folding_keeps_every_total_and_the_order_of_rows_does_not_matter() {
+        let rows: Vec<RawRow> = (0..400)
+            .map(|i| row(&format!("r{i}"), 1, 10 + i, &format!("team-{}", i % 97)))
+            .collect();
+        let mut forward = guarded(200_000);
+        for r in rows.iter().cloned() {
+            forward.apply_row(r, true, &t());
+        }
+        let (level, cost) = forward.fold_state();
+        assert!(level >= 1, "the budget holds a few teams, not 97");
+        assert!(cost <= 200_000);
+        assert!(forward.stats.folded_classes > 0);
+        assert_eq!(
+            totals(&forward),
+            (400, (0..400).map(|i| 10 + i as u128).sum())
+        );
+        // Backwards, or absorbed chunk by chunk, the same classes are kept.
+        let mut backward = guarded(200_000);
+        for r in rows.iter().rev().cloned() {
+            backward.apply_row(r, true, &t());
+        }
+        let mut chunked = guarded(200_000);
+        for part in rows.chunks(150) {
+            let mut chunk = chunked.chunk();
+            for r in part.iter().cloned() {
+                chunk.apply_row(r, false, &t());
+            }
+            chunked.absorb(chunk);
+        }
+        let kept = |l: &Ledger| {
+            let mut k: Vec<(String, bool, u64)> = (0..l.classes().len())
+                .map(|c| (l.key(c).team_id, l.is_overflow(c), l.classes()[c].acc.rows))
+                .collect();
+            k.sort();
+            k
+        };
+        assert_eq!(kept(&forward), kept(&backward));
+        assert_eq!(kept(&forward), kept(&chunked));
+        assert_eq!(forward.fold_state().0, chunked.fold_state().0);
+        assert!(kept(&forward)
+            .iter()
+            .any(|(team, o, _)| *o && team == fold::OTHER));
+        assert!(
+            kept(&forward).iter().any(|(_, o, _)| !*o),
+            "some teams keep their own class"
+        );
+    }
+
+    #[test]
+    fn a_folded_rows_growth_goes_to_other_and_the_level_survives_the_state_file() {
+        let mut l = guarded(200_000);
+        for i in 0..300 {
+            l.apply_row(
+                row(&format!("r{i}"), 1, 10, &format!("team-{}", i % 97)),
+                true,
+                &t(),
+            );
+        }
+        let level = l.fold_state().0;
+        // A remembered row whose class folded: its rewrite grows "other", not a lost class.
+        let folded = (0..97)
+            .map(|i| format!("team-{i}"))
+            .find(|team| {
+                l.class_index(&ClassKey {
+                    team_id: team.clone(),
+                    ..Default::default()
+                })
+                .is_none()
+            })
+            .expect("some team folded");
+        let i: usize = folded["team-".len()..].parse().unwrap();
+        let before = totals(&l).1;
+        assert_eq!(
+            l.apply_row(row(&format!("r{i}"), 2, 25, &folded), true, &t()),
+            Applied::Grown
+        );
+        assert_eq!(totals(&l).1, before + 15);
+        assert_eq!(l.stats.corrections_ignored, 0, "the same class, folded");
+
+        let json = serde_json::to_string(&l).unwrap();
+        let mut back: Ledger = serde_json::from_str(&json).unwrap();
+        back.set_fold(l.fold.as_deref().cloned());
+        assert_eq!(back.fold_state().0, level);
+        assert_eq!(totals(&back), totals(&l));
+        assert_eq!(
+            (0..back.classes().len())
+                .filter(|c| back.is_overflow(*c))
+                .count(),
+            (0..l.classes().len()).filter(|c| l.is_overflow(*c)).count()
+        );
     }
 
     #[test]
