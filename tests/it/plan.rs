@@ -94,7 +94,21 @@ async fn plan_bounds_what_the_exporter_needs_and_predicts_its_fold() {
     let unlimited = plan(&db.url, &["--memory.budget", "none"]);
     assert_eq!(figure(&unlimited, "Read "), ROWS as f64, "{unlimited}");
     assert!(unlimited.contains("No memory budget"), "{unlimited}");
-    let e = Exporter::start(&db.url, &[FAST, &["--memory.budget", "none"][..]].concat());
+    let dir = tempfile::tempdir().expect("tmp");
+    let state = dir.path().join("state.json");
+    let e = Exporter::start(
+        &db.url,
+        &[
+            FAST,
+            &[
+                "--memory.budget",
+                "none",
+                "--state.file",
+                state.to_str().expect("utf8"),
+            ][..],
+        ]
+        .concat(),
+    );
     let s = counted(&e).await;
     // Per family, the plan's series bound the exporter's.
     for line in unlimited.lines().filter(|l| l.starts_with("  litellm_")) {
@@ -112,7 +126,15 @@ async fn plan_bounds_what_the_exporter_needs_and_predicts_its_fold() {
     let resident = size(&unlimited, "resident memory up to ");
     let peak = peak_rss(e.pid());
     assert!(peak <= resident, "peak {peak} above the plan's {resident}");
-    drop(e);
+    assert_eq!(e.stop(), 0);
+    // The state file's size is an estimate, not a bound: within a factor of two.
+    let saved = std::fs::metadata(&state).expect("state saved").len() as f64;
+    let planned = size(&unlimited, "state file about ");
+    eprintln!("plan: state file {saved} bytes, planned {planned}; peak {peak}, planned {resident}");
+    assert!(
+        saved / 2.0 <= planned && planned <= saved * 2.0,
+        "state file {saved} bytes, the plan said {planned}"
+    );
 
     // Under a budget that folds, the plan's level is the exporter's.
     let budget = ["--memory.budget", "72MiB"];
