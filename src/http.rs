@@ -32,7 +32,7 @@ fn landing(path: &str, status: &Status) -> String {
         Some(why) => format!("not ready: {}", html_escape(why)),
     };
     let last = if status.last_refresh > 0.0 {
-        let ago = (unix_now() - status.last_refresh).max(0.0);
+        let ago = (crate::refresh::unix_now() - status.last_refresh).max(0.0);
         format!("{ago:.0} s ago")
     } else {
         "none yet".to_string()
@@ -62,13 +62,6 @@ fn html_escape(s: &str) -> String {
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
-}
-
-fn unix_now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
 }
 
 /// The rendered families (shared, not copied) followed by the self-metrics, encoded per request

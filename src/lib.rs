@@ -11,6 +11,8 @@
 //!   drain), `web_config`: the web configuration file and its reload, `gzip`: the compressed
 //!   exposition, made once per refresh.
 //! - `selfmetrics`, `state`: the exporter's own metrics; the state file.
+//! - `budget`, `ledger::fold`, `plan`: the memory budget, the rule that keeps the label classes
+//!   inside it, and the `plan` subcommand's estimates for a database.
 //! - `seed`: a generator of LiteLLM traffic for demos, tests and benchmarks (writes!).
 
 pub mod backfill;
