@@ -6,7 +6,11 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use std::collections::BTreeMap;
+
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
+use serde_yaml::{Mapping, Value};
 
 use crate::catalogue::{DEFAULT_BUCKETS, LATENCY_BUCKETS};
 use crate::cli::{RunArgs, DEFAULT_PORT};
@@ -16,6 +20,8 @@ use crate::ledger::read::{Extra, Identity};
 use crate::ledger::tail::TailConfig;
 use crate::ledger::values::Thresholds;
 use crate::selection::{MetricsGroup, Selection};
+
+mod litellm_keys;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -36,7 +42,8 @@ fn invalid(msg: impl Into<String>) -> ConfigError {
     ConfigError::Invalid(msg.into())
 }
 
-/// LiteLLM's own `litellm_settings` keys that the exporter honours.
+/// The `litellm_settings` keys the exporter reads (LiteLLM's own names and meanings). Every other
+/// LiteLLM key is accepted and ignored.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LitellmSettings {
@@ -46,6 +53,7 @@ pub struct LitellmSettings {
     #[serde(default)]
     pub prometheus_exclude_labels: Vec<String>,
     pub enable_end_user_cost_tracking_prometheus_only: Option<bool>,
+    pub disable_end_user_cost_tracking: Option<bool>,
     pub prometheus_user_budget_label_include_email_alias: Option<bool>,
     pub prometheus_latency_buckets: Option<Vec<f64>>,
     #[serde(default)]
@@ -54,7 +62,71 @@ pub struct LitellmSettings {
     pub custom_prometheus_tags: Vec<String>,
     pub prometheus_emit_stream_label: Option<bool>,
     pub prometheus_metrics_max_series_per_metric: Option<usize>,
+    pub prometheus_end_user_metrics_max_series_per_metric: Option<usize>,
+    pub prometheus_emit_rate_limit_labels: Option<bool>,
+    pub prometheus_emit_input_sequence_length_label: Option<bool>,
+    pub prometheus_deployment_and_latency_caller_identity: Option<String>,
+    pub prometheus_initialize_budget_metrics: Option<bool>,
+    pub prometheus_metrics_ttl_seconds: Option<f64>,
+    pub prometheus_metrics_cleanup_interval_seconds: Option<f64>,
+    pub prometheus_end_user_metrics_ttl_seconds: Option<f64>,
+    pub prometheus_end_user_metrics_cleanup_interval_seconds: Option<f64>,
 }
+
+/// The fields of `LitellmSettings`: the Prometheus keys of LiteLLM 1.110.2
+/// (litellm/integrations/prometheus.py, litellm/__init__.py) and `disable_end_user_cost_tracking`.
+const LITELLM_KEYS: &[&str] = &[
+    "prometheus_metrics_config",
+    "prometheus_exclude_metrics",
+    "prometheus_exclude_labels",
+    "enable_end_user_cost_tracking_prometheus_only",
+    "disable_end_user_cost_tracking",
+    "prometheus_user_budget_label_include_email_alias",
+    "prometheus_latency_buckets",
+    "custom_prometheus_metadata_labels",
+    "custom_prometheus_tags",
+    "prometheus_emit_stream_label",
+    "prometheus_metrics_max_series_per_metric",
+    "prometheus_end_user_metrics_max_series_per_metric",
+    "prometheus_emit_rate_limit_labels",
+    "prometheus_emit_input_sequence_length_label",
+    "prometheus_deployment_and_latency_caller_identity",
+    "prometheus_initialize_budget_metrics",
+    "prometheus_metrics_ttl_seconds",
+    "prometheus_metrics_cleanup_interval_seconds",
+    "prometheus_end_user_metrics_ttl_seconds",
+    "prometheus_end_user_metrics_cleanup_interval_seconds",
+];
+
+/// LiteLLM's default `prometheus_end_user_metrics_max_series_per_metric`.
+pub const END_USER_MAX_SERIES: usize = 10_000;
+
+/// The random 0-5 s LiteLLM adds to every `general_settings.proxy_batch_write_at` interval
+/// (litellm/proxy/proxy_server.py; the interval defaults to 10 s): spend-log rows reach the
+/// database up to their sum after the request.
+pub const PROXY_BATCH_JITTER: u64 = 5;
+
+/// The `general_settings` keys that concern the exporter.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GeneralSettings {
+    /// The proxy's database; may be `os.environ/NAME`.
+    pub database_url: Option<String>,
+    pub use_spend_logs_partitioning: Option<bool>,
+    pub maximum_spend_logs_retention_period: Option<String>,
+    pub proxy_batch_write_at: Option<u64>,
+    pub disable_spend_logs: Option<bool>,
+    pub disable_error_logs: Option<bool>,
+}
+
+const GENERAL_KEYS: &[&str] = &[
+    "database_url",
+    "use_spend_logs_partitioning",
+    "maximum_spend_logs_retention_period",
+    "proxy_batch_write_at",
+    "disable_spend_logs",
+    "disable_error_logs",
+];
 
 /// Labels that identify people; off by default, as in LiteLLM.
 #[derive(Debug, Default, Deserialize)]
@@ -83,6 +155,21 @@ pub struct ExporterSettings {
     pub sources: Sources,
 }
 
+const EXPORTER_KEYS: &[&str] = &[
+    "listen_address",
+    "telemetry_path",
+    "poll_interval",
+    "state_file",
+    "lateness",
+    "recent_window",
+    "window_growth",
+    "statement_timeout",
+    "pool_size",
+    "memory_budget",
+    "labels",
+    "sources",
+];
+
 /// Which tables are read at all; everything is on by default.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -109,28 +196,452 @@ impl Default for Sources {
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// The file: the exporter's own `exporter:` section and LiteLLM's proxy config (the proxy's
+/// `proxy_config.yaml` can be given as it is). Problems are collected, not returned at the first,
+/// so that `check-config` lists them all.
+#[derive(Debug, Default)]
 pub struct FileConfig {
-    #[serde(default)]
     pub litellm_settings: LitellmSettings,
-    #[serde(default)]
+    pub general_settings: GeneralSettings,
     pub exporter: ExporterSettings,
+    /// `environment_variables`: LiteLLM puts them into its environment before resolving
+    /// `os.environ/NAME`, so they win over the process environment.
+    pub environment: BTreeMap<String, String>,
+    /// Where `litellm_settings.prometheus_end_user_metrics_max_series_per_metric: null` turns
+    /// LiteLLM's end-user cap off (absent means LiteLLM's default).
+    pub end_user_cap_off: bool,
+    /// `file:line:column: ...` lines.
+    pub errors: Vec<String>,
+    pub warnings: Vec<String>,
+    /// For `check-config`: the keys read, and the LiteLLM keys that do not concern the exporter.
+    pub taken: Vec<String>,
+    pub ignored: Vec<String>,
 }
 
-impl FileConfig {
-    /// Reads and parses the file; also returns its text, for pointing at entries.
-    pub fn load(path: &Path) -> Result<(FileConfig, String), ConfigError> {
-        let err = |msg: String| ConfigError::File {
-            path: path.display().to_string(),
-            msg,
-        };
-        let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
-        if text.trim().is_empty() {
-            return Ok((FileConfig::default(), text));
+/// Finds keys in the file text, for `file:line:column` (serde_yaml's values carry no positions).
+pub struct Locator<'a> {
+    pub path: &'a str,
+    pub text: &'a str,
+}
+
+impl Locator<'_> {
+    /// The position of the key at `keys` (a path of nested block-mapping keys). Falls back to the
+    /// first occurrence of the last key anywhere (flow mappings), then to the parent's position.
+    pub fn at(&self, keys: &[&str]) -> String {
+        match key_line(self.text, keys) {
+            Some((l, c)) => format!("{}:{l}:{c}", self.path),
+            None => match keys.split_last() {
+                Some((last, rest)) => {
+                    let p = crate::selection::position(self.path, self.text, &format!("{last}:"));
+                    if p != self.path || rest.is_empty() {
+                        p
+                    } else {
+                        self.at(rest)
+                    }
+                }
+                None => self.path.to_string(),
+            },
         }
-        let file = serde_yaml::from_str(&text).map_err(|e| err(suggest(&e.to_string())))?;
-        Ok((file, text))
+    }
+}
+
+/// Line and column (1-based) of a nested block-mapping key, following indentation.
+fn key_line(text: &str, keys: &[&str]) -> Option<(usize, usize)> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut from = 0;
+    let mut parent_indent: Option<usize> = None;
+    let mut found = None;
+    for key in keys {
+        found = None;
+        for (i, line) in lines.iter().enumerate().skip(from) {
+            let body = line.trim_start();
+            let indent = line.len() - body.len();
+            if body.is_empty() || body.starts_with('#') {
+                continue;
+            }
+            match parent_indent {
+                Some(p) if indent <= p => break, // the parent's block ended
+                None if indent > 0 => continue,  // a top-level key starts its line
+                _ => {}
+            }
+            let bare = body.trim_start_matches(['"', '\'']);
+            if let Some(rest) = bare.strip_prefix(key) {
+                if rest.trim_start_matches(['"', '\'']).starts_with(':') {
+                    found = Some((i, indent));
+                    break;
+                }
+            }
+        }
+        let (i, indent) = found?;
+        from = i + 1;
+        parent_indent = Some(indent);
+    }
+    found.map(|(i, indent)| (i + 1, indent + 1))
+}
+
+/// Sorts `file:line:column: ...` lines by position; lines without one (flags) go last.
+pub fn sort_by_position(lines: &mut [String]) {
+    fn key(l: &str) -> (usize, usize) {
+        let mut parts = l.split(':').skip(1);
+        let line = parts.next().and_then(|x| x.trim().parse().ok());
+        let col = parts.next().and_then(|x| x.trim().parse().ok());
+        match (line, col) {
+            (Some(l), Some(c)) => (l, c),
+            (Some(l), None) => (l, 0),
+            _ => (usize::MAX, 0),
+        }
+    }
+    lines.sort_by_key(|l| key(l));
+}
+
+/// A serde_yaml error as `file:line:column: message`.
+fn yaml_error(path: &str, e: &serde_yaml::Error) -> String {
+    let msg = suggest(&e.to_string());
+    match e.location() {
+        Some(l) => {
+            // serde_yaml appends " at line L column C"; the prefix says it already.
+            let short = msg.split(" at line ").next().unwrap_or(&msg).to_string();
+            format!("{path}:{}:{}: {short}", l.line(), l.column())
+        }
+        None => format!("{path}: {msg}"),
+    }
+}
+
+/// A short description of an ignored section, e.g. `model_list (3 entries)`.
+fn describe(key: &str, v: &Value) -> String {
+    match v {
+        Value::Sequence(s) => format!("{key} ({} entries)", s.len()),
+        Value::Mapping(m) => format!("{key} ({} keys)", m.len()),
+        _ => key.to_string(),
+    }
+}
+
+/// A section's keys: each known one deserialized alone (so a bad value is named by its own
+/// position and the others still count), the rest returned with their positions.
+fn section<T: DeserializeOwned + Default>(
+    loc: &Locator,
+    name: &str,
+    value: &Value,
+    known: &[&str],
+    errors: &mut Vec<String>,
+) -> (T, Vec<(String, String)>, Vec<String>) {
+    let map = match value {
+        Value::Mapping(m) => m,
+        Value::Null => return (T::default(), Vec::new(), Vec::new()),
+        _ => {
+            errors.push(format!("{}: {name} must be a mapping", loc.at(&[name])));
+            return (T::default(), Vec::new(), Vec::new());
+        }
+    };
+    let mut good = Mapping::new();
+    let mut unknown = Vec::new();
+    let mut present = Vec::new();
+    for (k, v) in map {
+        let key = match k {
+            Value::String(s) => s.clone(),
+            other => serde_yaml::to_string(other)
+                .unwrap_or_default()
+                .trim()
+                .to_string(),
+        };
+        let pos = loc.at(&[name, &key]);
+        if !known.contains(&key.as_str()) {
+            unknown.push((key, pos));
+            continue;
+        }
+        let one: Mapping = [(k.clone(), v.clone())].into_iter().collect();
+        match serde_yaml::from_value::<T>(Value::Mapping(one)) {
+            Ok(_) => {
+                good.insert(k.clone(), v.clone());
+                present.push(key);
+            }
+            Err(e) => errors.push(format!("{pos}: {name}.{key}: {}", suggest(&e.to_string()))),
+        }
+    }
+    // Each key deserialized alone, so all of them together do too.
+    let parsed = serde_yaml::from_value(Value::Mapping(good)).unwrap_or_default();
+    (parsed, unknown, present)
+}
+
+/// The exporter's own top-level sections.
+const OUR_TOP_LEVEL: &[&str] = &["exporter", "litellm_settings", "general_settings"];
+
+impl FileConfig {
+    /// Reads the file. Err only when it cannot be read or is not YAML; every other problem is
+    /// in `errors`/`warnings`, in line order. Also returns its text, for pointing at entries.
+    pub fn load(path: &Path) -> Result<(FileConfig, String), ConfigError> {
+        let p = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
+            path: p.clone(),
+            msg: e.to_string(),
+        })?;
+        let root: Value = if text.trim().is_empty() {
+            Value::Null
+        } else {
+            serde_yaml::from_str(&text)
+                .map_err(|e| ConfigError::Findings(vec![yaml_error(&p, &e)]))?
+        };
+        let root = match root {
+            Value::Mapping(m) => m,
+            Value::Null => Mapping::new(),
+            _ => {
+                return Err(ConfigError::Findings(vec![format!(
+                    "{p}:1:1: the file must be a mapping of sections (exporter:, litellm_settings:, ...)"
+                )]))
+            }
+        };
+        let loc = Locator {
+            path: &p,
+            text: &text,
+        };
+        let mut f = FileConfig::default();
+        for (k, v) in &root {
+            let key = k.as_str().unwrap_or_default();
+            let pos = loc.at(&[key]);
+            match key {
+                "exporter" => {
+                    let (s, unknown, present) =
+                        section::<ExporterSettings>(&loc, key, v, EXPORTER_KEYS, &mut f.errors);
+                    f.exporter = s;
+                    f.taken
+                        .extend(present.iter().map(|k| format!("exporter.{k}")));
+                    for (u, at) in unknown {
+                        let hint = crate::selection::closest(&u, EXPORTER_KEYS.iter().copied())
+                            .map(|c| format!(" (did you mean {c}?)"))
+                            .unwrap_or_default();
+                        f.errors
+                            .push(format!("{at}: unknown key exporter.{u}{hint}"));
+                    }
+                }
+                "litellm_settings" => {
+                    let (s, unknown, present) =
+                        section::<LitellmSettings>(&loc, key, v, LITELLM_KEYS, &mut f.errors);
+                    f.litellm_settings = s;
+                    f.taken
+                        .extend(present.iter().map(|k| format!("litellm_settings.{k}")));
+                    // null turns LiteLLM's end-user cap off; serde reads it as absent.
+                    f.end_user_cap_off = v
+                        .get("prometheus_end_user_metrics_max_series_per_metric")
+                        .is_some_and(Value::is_null);
+                    let mut ignored = Vec::new();
+                    for (u, at) in unknown {
+                        if litellm_keys::LITELLM_SETTINGS.contains(&u.as_str()) {
+                            ignored.push(u);
+                        } else if let Some(c) =
+                            crate::selection::closest(&u, LITELLM_KEYS.iter().copied())
+                        {
+                            // Most likely a misspelt Prometheus key: it would silently change
+                            // what is exported.
+                            f.errors.push(format!(
+                                "{at}: unknown key litellm_settings.{u} (did you mean {c}?)"
+                            ));
+                        } else {
+                            let hint = crate::selection::closest(
+                                &u,
+                                litellm_keys::LITELLM_SETTINGS.iter().copied(),
+                            )
+                            .map(|c| format!(" (did you mean {c}?)"))
+                            .unwrap_or_default();
+                            f.warnings.push(format!(
+                                "{at}: litellm_settings.{u} is not a LiteLLM 1.110.2 setting{hint}; ignored"
+                            ));
+                        }
+                    }
+                    if !ignored.is_empty() {
+                        f.ignored
+                            .push(format!("litellm_settings: {}", ignored.join(", ")));
+                    }
+                }
+                "general_settings" => {
+                    let (s, unknown, present) =
+                        section::<GeneralSettings>(&loc, key, v, GENERAL_KEYS, &mut f.errors);
+                    f.general_settings = s;
+                    f.taken
+                        .extend(present.iter().map(|k| format!("general_settings.{k}")));
+                    let mut ignored = Vec::new();
+                    for (u, at) in unknown {
+                        if litellm_keys::GENERAL_SETTINGS.contains(&u.as_str()) {
+                            ignored.push(u);
+                        } else {
+                            // LiteLLM ignores unknown general_settings keys; so does the
+                            // exporter, but a near miss of a key it reads is worth saying.
+                            let hint = crate::selection::closest(
+                                &u,
+                                litellm_keys::GENERAL_SETTINGS.iter().copied(),
+                            )
+                            .map(|c| format!(" (did you mean {c}?)"))
+                            .unwrap_or_default();
+                            f.warnings.push(format!(
+                                "{at}: general_settings.{u} is not a LiteLLM 1.110.2 setting{hint}; ignored"
+                            ));
+                        }
+                    }
+                    if !ignored.is_empty() {
+                        f.ignored
+                            .push(format!("general_settings: {}", ignored.join(", ")));
+                    }
+                }
+                "environment_variables" => match v {
+                    Value::Mapping(m) => {
+                        for (name, value) in m {
+                            let (Some(name), Some(value)) = (
+                                name.as_str(),
+                                match value {
+                                    Value::String(s) => Some(s.clone()),
+                                    Value::Number(n) => Some(n.to_string()),
+                                    Value::Bool(b) => Some(b.to_string()),
+                                    _ => None,
+                                },
+                            ) else {
+                                continue;
+                            };
+                            f.environment.insert(name.to_string(), value);
+                        }
+                        f.taken.push(format!(
+                            "environment_variables ({} names, for os.environ/ references)",
+                            f.environment.len()
+                        ));
+                    }
+                    Value::Null => {}
+                    _ => f
+                        .errors
+                        .push(format!("{pos}: environment_variables must be a mapping")),
+                },
+                k if litellm_keys::TOP_LEVEL.contains(&k) => f.ignored.push(describe(k, v)),
+                k => {
+                    let all = OUR_TOP_LEVEL.iter().chain(litellm_keys::TOP_LEVEL).copied();
+                    // A near miss is a typo that would drop a whole section: an error. Anything
+                    // else may be a newer LiteLLM's section: a warning.
+                    match crate::selection::closest(k, all) {
+                        Some(c) => f
+                            .errors
+                            .push(format!("{pos}: unknown section {k} (did you mean {c}?)")),
+                        None => f.warnings.push(format!(
+                            "{pos}: {k} is neither the exporter's nor a LiteLLM 1.110.2 section; ignored"
+                        )),
+                    }
+                }
+            }
+        }
+        f.warnings.extend(f.litellm_warnings(&loc));
+        f.warnings.extend(f.general_warnings(&loc));
+        sort_by_position(&mut f.errors);
+        sort_by_position(&mut f.warnings);
+        Ok((f, text))
+    }
+
+    /// Is end-user tracking on (LiteLLM's rule: enabled for Prometheus and not disabled)?
+    pub fn end_user(&self) -> bool {
+        let ls = &self.litellm_settings;
+        ls.enable_end_user_cost_tracking_prometheus_only == Some(true)
+            && ls.disable_end_user_cost_tracking != Some(true)
+    }
+
+    /// LiteLLM Prometheus settings the database cannot supply: said, not silently dropped.
+    fn litellm_warnings(&self, loc: &Locator) -> Vec<String> {
+        let ls = &self.litellm_settings;
+        let at = |k: &str| loc.at(&["litellm_settings", k]);
+        let mut w = Vec::new();
+        if ls.prometheus_emit_rate_limit_labels == Some(true) {
+            w.push(format!("{}: prometheus_emit_rate_limit_labels: the rate_limit_category and rate_limit_type labels are not added: LiteLLM takes them from the rate limiter's exception, and the spend log does not store which limit refused a request", at("prometheus_emit_rate_limit_labels")));
+        }
+        if ls.prometheus_emit_input_sequence_length_label == Some(true) {
+            w.push(format!("{}: prometheus_emit_input_sequence_length_label: the input_sequence_length label is not added to the latency histograms: this exporter does not derive it (yet) from the stored prompt_tokens", at("prometheus_emit_input_sequence_length_label")));
+        }
+        match ls.prometheus_deployment_and_latency_caller_identity.as_deref() {
+            None | Some("api_key_alias") => {}
+            Some(m @ ("user_email" | "both")) => w.push(format!("{}: prometheus_deployment_and_latency_caller_identity: {m}: the deployment and latency families keep LiteLLM's default labels (api_key_alias); the exporter does not move user_email into them", at("prometheus_deployment_and_latency_caller_identity"))),
+            // LiteLLM refuses to start on any other value; the error is in `build`.
+            Some(_) => {}
+        }
+        if ls.prometheus_initialize_budget_metrics == Some(false) {
+            w.push(format!("{}: prometheus_initialize_budget_metrics: false: the exporter reads budgets from the tables and exports every entity's at every refresh, as LiteLLM does with true (switch a table off with exporter.sources)", at("prometheus_initialize_budget_metrics")));
+        }
+        let no_expiry = "series are never expired: they come from the database, and a counter removed and re-created would restart from zero; bound them with prometheus_metrics_max_series_per_metric";
+        for k in [
+            "prometheus_metrics_ttl_seconds",
+            "prometheus_metrics_cleanup_interval_seconds",
+            "prometheus_end_user_metrics_ttl_seconds",
+            "prometheus_end_user_metrics_cleanup_interval_seconds",
+        ] {
+            let set = match k {
+                "prometheus_metrics_ttl_seconds" => ls.prometheus_metrics_ttl_seconds,
+                "prometheus_metrics_cleanup_interval_seconds" => {
+                    ls.prometheus_metrics_cleanup_interval_seconds
+                }
+                "prometheus_end_user_metrics_ttl_seconds" => {
+                    ls.prometheus_end_user_metrics_ttl_seconds
+                }
+                _ => ls.prometheus_end_user_metrics_cleanup_interval_seconds,
+            };
+            if set.is_some() {
+                w.push(format!("{}: {k}: {no_expiry}", at(k)));
+            }
+        }
+        if ls.enable_end_user_cost_tracking_prometheus_only == Some(true)
+            && ls.disable_end_user_cost_tracking == Some(true)
+        {
+            w.push(format!("{}: disable_end_user_cost_tracking wins over enable_end_user_cost_tracking_prometheus_only (as in LiteLLM): end_user is \"None\" and customer budgets are not exported", at("disable_end_user_cost_tracking")));
+        }
+        if self.end_user() {
+            let cap = self.end_user_cap();
+            let by = if ls
+                .prometheus_end_user_metrics_max_series_per_metric
+                .is_some()
+            {
+                "prometheus_end_user_metrics_max_series_per_metric"
+            } else {
+                "LiteLLM's default prometheus_end_user_metrics_max_series_per_metric"
+            };
+            if let Some(cap) = cap {
+                w.push(format!("{}: end-user tracking is on: {by} ({cap}) caps every family at {cap} series (the exporter has one cap per family, also for families without end_user); series beyond it fold into \"other\" instead of being evicted, so totals stay exact", at("enable_end_user_cost_tracking_prometheus_only")));
+            }
+        }
+        w
+    }
+
+    /// The end-user series cap when end-user tracking is on (None: off).
+    pub fn end_user_cap(&self) -> Option<usize> {
+        if !self.end_user() || self.end_user_cap_off {
+            return None;
+        }
+        Some(
+            self.litellm_settings
+                .prometheus_end_user_metrics_max_series_per_metric
+                .unwrap_or(END_USER_MAX_SERIES),
+        )
+    }
+
+    /// What `general_settings` means for what the exporter can see.
+    fn general_warnings(&self, loc: &Locator) -> Vec<String> {
+        let gs = &self.general_settings;
+        let at = |k: &str| loc.at(&["general_settings", k]);
+        let mut w = Vec::new();
+        if gs.disable_spend_logs == Some(true) {
+            w.push(format!("{}: disable_spend_logs: true: LiteLLM writes no spend-log rows, so every spend-log family (requests, spend, tokens, latency, deployments) stays empty; only the budget gauges have data", at("disable_spend_logs")));
+        }
+        if gs.disable_error_logs == Some(true) {
+            w.push(format!("{}: disable_error_logs: true: LiteLLM stores no failed requests, so litellm_proxy_failed_requests_metric, litellm_llm_api_failed_requests_metric and litellm_deployment_failure_responses read zero and the request totals count successes only", at("disable_error_logs")));
+        }
+        w
+    }
+
+    /// `general_settings.database_url` with `os.environ/NAME` resolved as LiteLLM does (the file's
+    /// `environment_variables`, then the process environment). Err names the variable.
+    pub fn database_url(&self) -> Option<Result<String, String>> {
+        let raw = self.general_settings.database_url.as_deref()?;
+        Some(match raw.strip_prefix("os.environ/") {
+            Some(name) => self
+                .environment
+                .get(name)
+                .cloned()
+                .or_else(|| std::env::var(name).ok())
+                .filter(|v| !v.trim().is_empty())
+                .ok_or_else(|| {
+                    format!("{raw}: {name} is set neither in the environment nor in environment_variables")
+                }),
+            None => Ok(raw.to_string()),
+        })
     }
 
     /// The custom labels: (label name, what fills it). A metadata label must name a path under
@@ -267,6 +778,10 @@ pub struct Config {
     pub warnings: Vec<String>,
     /// The memory guard's budget (None: no guard).
     pub memory_budget: Option<crate::budget::MemoryBudget>,
+    /// `general_settings.use_spend_logs_partitioning` of the proxy's config (recorded, logged).
+    pub spend_logs_partitioning: Option<bool>,
+    /// For `check-config`: what was taken from the file and which LiteLLM keys were ignored.
+    pub file_report: Vec<String>,
 }
 
 pub fn parse_duration(what: &str, s: &str) -> Result<Duration, ConfigError> {
@@ -308,158 +823,349 @@ fn check_buckets(b: &[f64]) -> Result<(), ConfigError> {
 }
 
 impl Config {
+    /// The configuration of a run; every problem of the file and the flags in one error.
     pub fn build(args: &RunArgs) -> Result<Config, ConfigError> {
-        let (file, selection, warnings, extras) = match &args.config_file {
+        Self::build_with(args, false)
+    }
+
+    /// `check-config`: the same, except that the database URL may be missing (or name a variable
+    /// this environment does not set): a stand-in is used and, for the variable, a warning.
+    pub fn check(args: &RunArgs) -> Result<Config, ConfigError> {
+        Self::build_with(args, true)
+    }
+
+    fn build_with(args: &RunArgs, check_only: bool) -> Result<Config, ConfigError> {
+        // Every problem goes here; the first does not stop the others from being found.
+        let mut errs: Vec<String> = Vec::new();
+        let mut warnings: Vec<String> = Vec::new();
+        let (file, text, path) = match &args.config_file {
             Some(p) => {
                 let (file, text) = FileConfig::load(p)?;
-                let path = p.display().to_string();
-                let (extras, mut errors) = file.extras(&path, &text);
-                let names: Vec<String> = extras.iter().map(|(n, _)| n.clone()).collect();
-                let (mut selection, findings) = file.selection(&path, &text, &names);
-                errors.extend(findings.errors);
-                match file
-                    .litellm_settings
-                    .prometheus_metrics_max_series_per_metric
-                {
-                    Some(0) => errors.push(format!(
-                        "{}: prometheus_metrics_max_series_per_metric must be at least 1",
-                        crate::selection::position(
-                            &path,
-                            &text,
-                            "prometheus_metrics_max_series_per_metric"
-                        )
-                    )),
-                    cap => selection.max_series = cap,
-                }
-                if !errors.is_empty() {
-                    return Err(ConfigError::Findings(errors));
-                }
-                let extras = extras.into_iter().map(|(_, e)| e).collect();
-                (file, selection, findings.warnings, extras)
+                (file, text, p.display().to_string())
             }
-            None => (
-                FileConfig::default(),
-                Selection::default(),
-                Vec::new(),
-                Vec::new(),
-            ),
+            None => (FileConfig::default(), String::new(), String::new()),
+        };
+        let loc = Locator {
+            path: &path,
+            text: &text,
+        };
+        errs.extend(file.errors.iter().cloned());
+        warnings.extend(file.warnings.iter().cloned());
+        let (mut selection, extras) = if args.config_file.is_some() {
+            let (extras, errors) = file.extras(&path, &text);
+            errs.extend(errors);
+            let names: Vec<String> = extras.iter().map(|(n, _)| n.clone()).collect();
+            let (selection, findings) = file.selection(&path, &text, &names);
+            errs.extend(findings.errors);
+            warnings.extend(findings.warnings);
+            (selection, extras.into_iter().map(|(_, e)| e).collect())
+        } else {
+            (Selection::default(), Vec::new())
         };
         let ex = &file.exporter;
         let ls = &file.litellm_settings;
+        let gs = &file.general_settings;
 
-        let mut db_url_file = None;
-        let url = match (&args.db_url, &args.db_url_file) {
-            (Some(u), _) if !u.trim().is_empty() => u.clone(),
-            (_, Some(path)) => {
-                db_url_file = Some(path.clone());
-                std::fs::read_to_string(path)
-                    .map_err(|e| invalid(format!("--db-url-file {}: {e}", path.display())))?
+        // One cap per family: LiteLLM's general cap, or its end-user cap when end-user tracking
+        // is on, whichever is smaller.
+        let at_ls = |k: &str| loc.at(&["litellm_settings", k]);
+        for (k, v) in [
+            (
+                "prometheus_metrics_max_series_per_metric",
+                ls.prometheus_metrics_max_series_per_metric,
+            ),
+            (
+                "prometheus_end_user_metrics_max_series_per_metric",
+                ls.prometheus_end_user_metrics_max_series_per_metric,
+            ),
+        ] {
+            if v == Some(0) {
+                errs.push(format!("{}: {k} must be at least 1", at_ls(k)));
             }
+        }
+        selection.max_series = match (
+            ls.prometheus_metrics_max_series_per_metric,
+            file.end_user_cap(),
+        ) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+        .filter(|c| *c > 0);
+        if let Some(m) = ls
+            .prometheus_deployment_and_latency_caller_identity
+            .as_deref()
+        {
+            if !["api_key_alias", "user_email", "both"].contains(&m) {
+                errs.push(format!(
+                    "{}: prometheus_deployment_and_latency_caller_identity {m:?}: use api_key_alias, user_email or both (LiteLLM refuses to start on any other value)",
+                    at_ls("prometheus_deployment_and_latency_caller_identity")
+                ));
+            }
+        }
+
+        // A file value is named by its position, a flag by its name.
+        let at_ex = |k: &str| format!("{}: exporter.{k}", loc.at(&["exporter", k]));
+        let pick = |flag: &Option<String>, file: &Option<String>, name: &str, key: &str| match (
+            flag, file,
+        ) {
+            (Some(v), _) => (Some(v.clone()), name.to_string()),
+            (None, Some(v)) => (Some(v.clone()), at_ex(key)),
+            (None, None) => (None, name.to_string()),
+        };
+
+        let stand_in = || "postgres://check-config@localhost/check".to_string();
+        let mut db_url_file = None;
+        let url = match (&args.db_url, &args.db_url_file, file.database_url()) {
+            (Some(u), _, _) if !u.trim().is_empty() => Some(u.clone()),
+            (_, Some(p), _) => {
+                db_url_file = Some(p.clone());
+                match std::fs::read_to_string(p) {
+                    Ok(u) => Some(u),
+                    Err(e) => {
+                        errs.push(format!("--db-url-file {}: {e}", p.display()));
+                        None
+                    }
+                }
+            }
+            (_, _, Some(Ok(u))) => Some(u),
+            (_, _, Some(Err(e))) => {
+                let at = loc.at(&["general_settings", "database_url"]);
+                if check_only {
+                    warnings.push(format!("{at}: general_settings.database_url {e} here; the exporter needs it at start"));
+                    Some(stand_in())
+                } else {
+                    errs.push(format!("{at}: general_settings.database_url {e}"));
+                    None
+                }
+            }
+            _ if check_only => Some(stand_in()),
             _ => {
-                return Err(invalid(
-                    "no database URL: set --db-url, DATABASE_URL or --db-url-file",
-                ))
+                errs.push("no database URL: set --db-url, DATABASE_URL, --db-url-file or general_settings.database_url in --config.file".into());
+                None
             }
         };
-        let target = db::parse_url(&url)?;
+        let from_file = args.db_url.as_deref().is_none_or(|u| u.trim().is_empty())
+            && args.db_url_file.is_none()
+            && gs.database_url.is_some();
+        let target = url.and_then(|u| match db::parse_url(&u) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                errs.push(if from_file {
+                    format!(
+                        "{}: general_settings.database_url: {e}",
+                        loc.at(&["general_settings", "database_url"])
+                    )
+                } else {
+                    e.to_string()
+                });
+                None
+            }
+        });
 
-        let listen = parse_listen(
-            args.listen_address
-                .as_deref()
-                .or(ex.listen_address.as_deref())
-                .unwrap_or("0.0.0.0:10410"),
-        )?;
-        let telemetry_path = args
-            .telemetry_path
-            .clone()
-            .or(ex.telemetry_path.clone())
-            .unwrap_or_else(|| "/metrics".into());
+        let (v, what) = pick(
+            &args.listen_address,
+            &ex.listen_address,
+            "--web.listen-address",
+            "listen_address",
+        );
+        let listen = match parse_listen(v.as_deref().unwrap_or("0.0.0.0:10410")) {
+            Ok(l) => l,
+            Err(e) => {
+                errs.push(e.to_string().replace("--web.listen-address", &what));
+                SocketAddr::from(([0, 0, 0, 0], DEFAULT_PORT))
+            }
+        };
+        let (v, what) = pick(
+            &args.telemetry_path,
+            &ex.telemetry_path,
+            "--web.telemetry-path",
+            "telemetry_path",
+        );
+        let telemetry_path = v.unwrap_or_else(|| "/metrics".into());
         if !telemetry_path.starts_with('/')
             || telemetry_path == "/"
             || telemetry_path.starts_with("/-/")
         {
-            return Err(invalid(format!(
-                "--web.telemetry-path {telemetry_path:?} must start with / and not be / or under /-/"
-            )));
+            errs.push(format!(
+                "{what} {telemetry_path:?} must start with / and not be / or under /-/"
+            ));
         }
         let web_files = crate::web_config::WebFiles {
             config_file: args.web_config_file.clone(),
             bearer_token_file: args.bearer_token_file.clone(),
         };
-        let web = std::sync::Arc::new(web_files.load()?);
-        let drain_timeout = parse_duration(
-            "--web.drain-timeout",
-            args.drain_timeout.as_deref().unwrap_or("10s"),
-        )?;
-        let dur = |flag: &Option<String>, file: &Option<String>, what: &str, default: &str| {
-            parse_duration(what, flag.as_deref().or(file.as_deref()).unwrap_or(default))
+        let web = match web_files.load() {
+            Ok(w) => Some(std::sync::Arc::new(w)),
+            Err(e) => {
+                errs.push(e.to_string());
+                None
+            }
         };
-        let poll_interval = dur(
+        let mut dur =
+            |flag: &Option<String>, file: &Option<String>, name: &str, key: &str, default: &str| {
+                let (v, what) = pick(flag, file, name, key);
+                let s = v.unwrap_or_else(|| default.to_string());
+                match parse_duration(&what, &s) {
+                    Ok(d) => (d, what),
+                    Err(e) => {
+                        errs.push(e.to_string());
+                        (
+                            parse_duration(name, default).unwrap_or(Duration::from_secs(1)),
+                            what,
+                        )
+                    }
+                }
+            };
+        let (drain_timeout, _) = dur(&args.drain_timeout, &None, "--web.drain-timeout", "", "10s");
+        let (poll_interval, poll_what) = dur(
             &args.poll_interval,
             &ex.poll_interval,
             "--poll-interval",
+            "poll_interval",
             "15s",
-        )?;
-        if poll_interval < Duration::from_millis(100) {
-            return Err(invalid("--poll-interval must be at least 100ms"));
-        }
-        let lateness = dur(&args.lateness, &ex.lateness, "--ledger.lateness", "1h")?;
-        let recent = dur(
+        );
+        let (lateness, lateness_what) = dur(
+            &args.lateness,
+            &ex.lateness,
+            "--ledger.lateness",
+            "lateness",
+            "1h",
+        );
+        let (recent, recent_what) = dur(
             &args.recent_window,
             &ex.recent_window,
             "--ledger.recent-window",
+            "recent_window",
             "2m",
-        )?;
-        if recent > lateness {
-            return Err(invalid(
-                "--ledger.recent-window must not exceed --ledger.lateness",
-            ));
-        }
-        let growth = args.window_growth.or(ex.window_growth).unwrap_or(4);
-        if growth < 2 {
-            return Err(invalid("--ledger.window-growth must be at least 2"));
-        }
-        let statement_timeout = dur(
+        );
+        let (statement_timeout, _) = dur(
             &args.statement_timeout,
             &ex.statement_timeout,
             "--db.statement-timeout",
+            "statement_timeout",
             "15s",
-        )?;
-        let size = args.pool_size.or(ex.pool_size).unwrap_or(2);
-        if !(1..=MAX_POOL_SIZE).contains(&size) {
-            return Err(invalid(format!(
-                "--db.pool-size must be 1 to {MAX_POOL_SIZE}"
-            )));
+        );
+        if poll_interval < Duration::from_millis(100) {
+            errs.push(format!("{poll_what} must be at least 100ms"));
         }
-        let memory_budget = crate::budget::resolve(
-            args.memory_budget
-                .as_deref()
-                .or(ex.memory_budget.as_deref()),
-        )
-        .map_err(invalid)?;
+        // A setting named in the file leads the line with its position; the other is named bare.
+        let bare = |what: &str| what.rsplit(": ").next().unwrap_or(what).to_string();
+        let human = |d: Duration| humantime::format_duration(d).to_string();
+        if recent > lateness {
+            errs.push(
+                if recent_what.contains(": ") || !lateness_what.contains(": ") {
+                    format!(
+                        "{recent_what} ({}) must not exceed {} ({})",
+                        human(recent),
+                        bare(&lateness_what),
+                        human(lateness)
+                    )
+                } else {
+                    format!(
+                        "{lateness_what} ({}) must not be shorter than {} ({})",
+                        human(lateness),
+                        bare(&recent_what),
+                        human(recent)
+                    )
+                },
+            );
+        }
+        // LiteLLM writes spend logs in batches, every proxy_batch_write_at seconds plus 0-5 s:
+        // a row can reach the database that long after its request. Rows later than the
+        // lateness are never counted.
+        if let Some(batch) = gs.proxy_batch_write_at {
+            let latest = Duration::from_secs(batch.saturating_add(PROXY_BATCH_JITTER));
+            if lateness <= latest {
+                errs.push(format!(
+                    "{}: general_settings.proxy_batch_write_at is {batch} s, so LiteLLM writes spend-log rows up to {} s (with its 0-5 s jitter) after the request, but {} is {}: rows that late would never be counted; raise the lateness above {} s",
+                    loc.at(&["general_settings", "proxy_batch_write_at"]),
+                    latest.as_secs(),
+                    bare(&lateness_what),
+                    human(lateness),
+                    latest.as_secs()
+                ));
+            }
+        }
+        let (growth, what) = match (args.window_growth, ex.window_growth) {
+            (Some(g), _) => (g, "--ledger.window-growth".to_string()),
+            (None, Some(g)) => (g, at_ex("window_growth")),
+            (None, None) => (4, String::new()),
+        };
+        if growth < 2 {
+            errs.push(format!("{what} must be at least 2"));
+        }
+        let (size, what) = match (args.pool_size, ex.pool_size) {
+            (Some(s), _) => (s, "--db.pool-size".to_string()),
+            (None, Some(s)) => (s, at_ex("pool_size")),
+            (None, None) => (2, String::new()),
+        };
+        if !(1..=MAX_POOL_SIZE).contains(&size) {
+            errs.push(format!("{what} must be 1 to {MAX_POOL_SIZE}"));
+        }
+        let (v, what) = pick(
+            &args.memory_budget,
+            &ex.memory_budget,
+            "--memory.budget",
+            "memory_budget",
+        );
+        let memory_budget = match crate::budget::resolve(v.as_deref()) {
+            Ok(b) => b,
+            Err(e) => {
+                errs.push(e.replace("--memory.budget", &what));
+                None
+            }
+        };
         let log_level = args.log_level.clone().unwrap_or_else(|| "info".into());
         if !["error", "warn", "info", "debug", "trace"].contains(&log_level.as_str()) {
-            return Err(invalid(format!(
+            errs.push(format!(
                 "--log.level {log_level:?}: use error, warn, info, debug or trace"
-            )));
+            ));
         }
         let log_format = match args.log_format.as_deref().unwrap_or("logfmt") {
-            "logfmt" => LogFormat::Logfmt,
             "json" => LogFormat::Json,
+            "logfmt" => LogFormat::Logfmt,
             other => {
-                return Err(invalid(format!(
-                    "--log.format {other:?}: use logfmt or json"
-                )))
+                errs.push(format!("--log.format {other:?}: use logfmt or json"));
+                LogFormat::Logfmt
             }
         };
         let latency = ls
             .prometheus_latency_buckets
             .clone()
             .unwrap_or_else(|| LATENCY_BUCKETS.to_vec());
-        check_buckets(&latency)?;
-        let end_user = ls
-            .enable_end_user_cost_tracking_prometheus_only
-            .unwrap_or(false);
+        if let Err(e) = check_buckets(&latency) {
+            errs.push(if ls.prometheus_latency_buckets.is_some() {
+                format!("{}: {e}", at_ls("prometheus_latency_buckets"))
+            } else {
+                e.to_string()
+            });
+        }
+        let state_file = args.state_file.clone().or(ex.state_file.clone());
+        if let Some(period) = &gs.maximum_spend_logs_retention_period {
+            if state_file.is_none() {
+                warnings.push(format!(
+                    "{}: general_settings.maximum_spend_logs_retention_period {period}: LiteLLM deletes older spend-log rows, and without --state.file (exporter.state_file) a restart rebuilds the counters from the rows that remain, so they drop",
+                    loc.at(&["general_settings", "maximum_spend_logs_retention_period"])
+                ));
+            }
+        }
+
+        sort_by_position(&mut errs);
+        sort_by_position(&mut warnings);
+        let (Some(target), Some(web), true) = (target, web, errs.is_empty()) else {
+            return Err(ConfigError::Findings(errs));
+        };
+        let end_user = file.end_user();
+        let mut file_report = Vec::new();
+        if !file.taken.is_empty() {
+            file_report.push(format!("Taken from the file: {}", file.taken.join(", ")));
+        }
+        if !file.ignored.is_empty() {
+            file_report.push(format!(
+                "Ignored (LiteLLM settings that do not concern the exporter): {}",
+                file.ignored.join("; ")
+            ));
+        }
         Ok(Config {
             target,
             db_url_file,
@@ -471,7 +1177,7 @@ impl Config {
             poll_interval,
             log_level,
             log_format,
-            state_file: args.state_file.clone().or(ex.state_file.clone()),
+            state_file,
             tail: TailConfig {
                 lateness,
                 recent,
@@ -502,6 +1208,8 @@ impl Config {
             extras,
             warnings,
             memory_budget,
+            spend_logs_partitioning: gs.use_spend_logs_partitioning,
+            file_report,
         })
     }
 
@@ -543,13 +1251,163 @@ mod tests {
 
     #[test]
     fn unknown_keys_get_a_suggestion() {
-        let e = serde_yaml::from_str::<FileConfig>("exporter:\n  pol_interval: 1s\n")
-            .expect_err("unknown key");
-        let msg = suggest(&e.to_string());
-        assert!(
-            msg.contains("line 2") && msg.ends_with("(did you mean poll_interval?)"),
-            "{msg}"
+        assert_eq!(
+            suggest("unknown field `pol_interval`, expected `poll_interval` or `lateness`"),
+            "unknown field `pol_interval`, expected `poll_interval` or `lateness` (did you mean poll_interval?)"
         );
+    }
+
+    /// Writes `yaml` to a fresh file and loads it.
+    fn load(name: &str, yaml: &str) -> Result<FileConfig, ConfigError> {
+        let dir = std::env::temp_dir().join(format!("lx-cfg-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let f = dir.join("c.yaml");
+        std::fs::write(&f, yaml).expect("write");
+        // Positions read `c.yaml:line:column`, without the directory.
+        let strip = |v: &mut Vec<String>| {
+            let d = format!("{}/", dir.display());
+            v.iter_mut().for_each(|l| *l = l.replace(&d, ""));
+        };
+        let r = FileConfig::load(&f).map(|(mut c, _)| {
+            strip(&mut c.errors);
+            strip(&mut c.warnings);
+            c
+        });
+        let _ = std::fs::remove_dir_all(&dir);
+        r
+    }
+
+    #[test]
+    fn keys_are_found_by_their_nesting() {
+        let text = "litellm_settings:\n  callbacks: [prometheus]\nexporter:\n  # lateness: 1h\n  labels:\n    client_ip: true\n  lateness: 2h\ngeneral_settings: {database_url: x}\n";
+        let loc = Locator {
+            path: "c.yaml",
+            text,
+        };
+        assert_eq!(loc.at(&["exporter", "lateness"]), "c.yaml:7:3");
+        assert_eq!(loc.at(&["exporter", "labels", "client_ip"]), "c.yaml:6:5");
+        assert_eq!(loc.at(&["exporter"]), "c.yaml:3:1");
+        // A flow mapping: the first occurrence of the key.
+        assert_eq!(loc.at(&["general_settings", "database_url"]), "c.yaml:8:20");
+        let mut lines = vec![
+            "--poll-interval must be at least 100ms".to_string(),
+            "c.yaml:9:3: b".to_string(),
+            "c.yaml:10:1: c".to_string(),
+            "c.yaml:2:5: a".to_string(),
+        ];
+        sort_by_position(&mut lines);
+        assert_eq!(
+            lines,
+            vec![
+                "c.yaml:2:5: a",
+                "c.yaml:9:3: b",
+                "c.yaml:10:1: c",
+                "--poll-interval must be at least 100ms"
+            ]
+        );
+    }
+
+    #[test]
+    fn every_problem_of_a_file_is_found_in_one_pass() {
+        let f = load(
+            "all",
+            "exporter:\n  pol_interval: 1s\n  pool_size: many\nlitellm_settings:\n  prometheus_exclude_metric: []\n  drop_params: true\n  not_a_litellm_key: 1\nmodel_lis: []\nsomething_else: {}\ngeneral_settings:\n  master_key: os.environ/KEY\n  database_ulr: x\n",
+        )
+        .expect("parsed");
+        assert_eq!(
+            f.errors,
+            vec![
+                "c.yaml:2:3: unknown key exporter.pol_interval (did you mean poll_interval?)",
+                "c.yaml:3:3: exporter.pool_size: invalid type: string \"many\", expected usize",
+                "c.yaml:5:3: unknown key litellm_settings.prometheus_exclude_metric (did you mean prometheus_exclude_metrics?)",
+                "c.yaml:8:1: unknown section model_lis (did you mean model_list?)",
+            ]
+        );
+        assert_eq!(f.warnings.len(), 3, "{:?}", f.warnings);
+        assert!(f.warnings[0].starts_with(
+            "c.yaml:7:3: litellm_settings.not_a_litellm_key is not a LiteLLM 1.110.2 setting"
+        ));
+        assert!(f.warnings[1].starts_with("c.yaml:9:1: something_else is neither"));
+        assert!(f.warnings[2].starts_with("c.yaml:12:3: general_settings.database_ulr is not a LiteLLM 1.110.2 setting (did you mean database_url?)"), "{:?}", f.warnings);
+        assert_eq!(
+            f.ignored,
+            vec![
+                "litellm_settings: drop_params",
+                "general_settings: master_key"
+            ]
+        );
+    }
+
+    #[test]
+    fn database_url_resolves_os_environ_like_litellm() {
+        let f = load(
+            "env",
+            "general_settings:\n  database_url: os.environ/LX_TEST_FILE_DB\nenvironment_variables:\n  LX_TEST_FILE_DB: postgres://u@h/file\n",
+        )
+        .expect("parsed");
+        assert_eq!(
+            f.database_url(),
+            Some(Ok("postgres://u@h/file".to_string()))
+        );
+        let f = load(
+            "unset",
+            "general_settings:\n  database_url: os.environ/LX_TEST_SURELY_UNSET\n",
+        )
+        .expect("parsed");
+        let e = f.database_url().expect("given").expect_err("unset");
+        assert!(e.contains("LX_TEST_SURELY_UNSET is set neither"), "{e}");
+        let f = load(
+            "plain",
+            "general_settings:\n  database_url: postgres://u@h/plain\n",
+        )
+        .expect("parsed");
+        assert_eq!(
+            f.database_url(),
+            Some(Ok("postgres://u@h/plain".to_string()))
+        );
+    }
+
+    #[test]
+    fn end_user_settings_follow_litellm() {
+        let on = "litellm_settings:\n  enable_end_user_cost_tracking_prometheus_only: true\n";
+        let f = load("eu1", on).expect("parsed");
+        assert!(f.end_user());
+        assert_eq!(
+            f.end_user_cap(),
+            Some(END_USER_MAX_SERIES),
+            "LiteLLM's default"
+        );
+        let f = load(
+            "eu2",
+            &format!("{on}  prometheus_end_user_metrics_max_series_per_metric: 50\n"),
+        )
+        .expect("parsed");
+        assert_eq!(f.end_user_cap(), Some(50));
+        let f = load(
+            "eu3",
+            &format!("{on}  prometheus_end_user_metrics_max_series_per_metric: null\n"),
+        )
+        .expect("parsed");
+        assert_eq!(f.end_user_cap(), None, "null turns the cap off");
+        let f = load(
+            "eu4",
+            &format!("{on}  disable_end_user_cost_tracking: true\n"),
+        )
+        .expect("parsed");
+        assert!(!f.end_user() && f.end_user_cap().is_none());
+        assert!(
+            f.warnings
+                .iter()
+                .any(|w| w.contains("disable_end_user_cost_tracking wins")),
+            "{:?}",
+            f.warnings
+        );
+        let f = load(
+            "eu5",
+            "litellm_settings:\n  prometheus_end_user_metrics_max_series_per_metric: 50\n",
+        )
+        .expect("parsed");
+        assert_eq!(f.end_user_cap(), None, "only with end-user tracking on");
     }
 
     #[test]
@@ -582,8 +1440,44 @@ mod tests {
     }
 
     #[test]
-    fn unknown_keys_are_rejected() {
-        let e = serde_yaml::from_str::<FileConfig>("exporter:\n  pol_interval: 1s\n");
-        assert!(e.is_err());
+    fn the_first_problem_does_not_hide_the_others() {
+        let dir = std::env::temp_dir().join(format!("lx-cfg-many-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let f = dir.join("c.yaml");
+        std::fs::write(
+            &f,
+            "exporter:\n  poll_interval: soon\n  lateness: 5s\n  pool_size: 0\ngeneral_settings:\n  proxy_batch_write_at: 30\n",
+        )
+        .expect("write");
+        let args = crate::cli::RunArgs {
+            db_url: Some("postgres://u@h/d".into()),
+            log_level: Some("loud".into()),
+            config_file: Some(f.clone()),
+            ..Default::default()
+        };
+        let e = Config::build(&args).expect_err("invalid").to_string();
+        let p = f.display().to_string();
+        let lines: Vec<&str> = e.lines().collect();
+        assert_eq!(lines.len(), 5, "{e}");
+        assert!(
+            lines[0].starts_with(&format!("{p}:2:3: exporter.poll_interval \"soon\"")),
+            "{e}"
+        );
+        assert_eq!(lines[1], format!("{p}:3:3: exporter.lateness (5s) must not be shorter than --ledger.recent-window (2m)"));
+        assert!(
+            lines[2].starts_with(&format!("{p}:4:3: exporter.pool_size must be 1 to")),
+            "{e}"
+        );
+        assert!(
+            lines[3].starts_with(&format!(
+                "{p}:6:3: general_settings.proxy_batch_write_at is 30 s"
+            )) && lines[3].contains("but exporter.lateness is 5s"),
+            "{e}"
+        );
+        assert_eq!(
+            lines[4],
+            "--log.level \"loud\": use error, warn, info, debug or trace"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -85,18 +85,21 @@ async fn run_seed(url: &str, a: &SeedArgs) -> anyhow::Result<()> {
 
 /// `check-config FILE`: the same validation as at start, of the file and of the flags given
 /// before the subcommand (the web config and bearer token files among them), then a summary of
-/// what would be exported and served. The database URL is not part of the file: without one, a
-/// stand-in.
+/// what would be exported and served. Every problem is one line, in line order. Without a
+/// database URL (flags, or the file's `general_settings.database_url`), a stand-in.
 fn check_config(run: &litellm_exporter::cli::RunArgs, file: &std::path::Path) -> ExitCode {
     let mut args = run.clone();
     args.config_file = Some(file.to_path_buf());
-    if args.db_url.is_none() && args.db_url_file.is_none() {
-        args.db_url = Some("postgres://check-config@localhost/check".into());
-    }
-    match Config::build(&args) {
+    match Config::check(&args) {
         Ok(cfg) => {
             for w in &cfg.warnings {
                 println!("warning: {w}");
+            }
+            for line in &cfg.file_report {
+                println!("{line}");
+            }
+            if let Some(cap) = cfg.selection.max_series {
+                println!("Series per family: at most {cap} (beyond it: one \"other\" series; gauges: dropped).");
             }
             println!("{}: valid. Exported families and labels:", file.display());
             for line in cfg.selection.summary() {
@@ -304,6 +307,13 @@ fn main() -> ExitCode {
     init_logging(&cfg.log_level, cfg.log_format);
     for w in &cfg.warnings {
         tracing::warn!("{w}");
+    }
+    if let Some(p) = cfg.spend_logs_partitioning {
+        // Recorded for now: the spend log is read the same way either way.
+        tracing::info!(
+            use_spend_logs_partitioning = p,
+            "The proxy's config says how its spend log is partitioned."
+        );
     }
     match &cfg.state_file {
         None => tracing::warn!("No --state.file: after a restart, counters are rebuilt from the rows still in the database, so rows deleted by LiteLLM's retention job are no longer included."),
