@@ -34,7 +34,7 @@ pub struct ClassKey {
     pub error_provider: String,
     /// "True", "False" or "" (unknown), as LiteLLM writes `cache_hit`.
     pub cache_hit: String,
-    /// "True"/"False" with `prometheus_emit_stream_label`, else "".
+    /// "True" for a stream with `prometheus_emit_stream_label`, else "" (rendered "None").
     #[serde(default)]
     pub stream: String,
     /// Values of the configured custom labels, in configuration order.
@@ -115,8 +115,7 @@ impl Dims {
                 ModelId => Self::MODEL_ID,
                 ApiProvider => Self::PROVIDER,
                 OrgId | OrgAlias => Self::ORG_ID,
-                Model => Self::MODEL | Self::PROVIDER,
-                LitellmModelName => Self::MODEL,
+                Model | LitellmModelName => Self::MODEL | Self::PROVIDER,
                 ApiBase => Self::API_BASE,
                 ServiceTier => Self::SERVICE_TIER,
                 ExceptionClass => Self::ERROR_CLASS | Self::ERROR_PROVIDER,
@@ -190,9 +189,14 @@ impl ClassKey {
             ApiProvider => &self.provider,
             OrgId => &self.org_id,
             OrgAlias => org_alias.unwrap_or(""),
-            Model => return none_if_empty(strip_provider(&self.model, &self.provider)),
-            LitellmModelName => &self.model,
-            ApiBase => &self.api_base,
+            // LiteLLM gives both the request's `model` kwarg, which has no `<provider>/` prefix
+            // (prometheus.py: `litellm_model_name=model`).
+            Model | LitellmModelName => {
+                return none_if_empty(strip_provider(&self.model, &self.provider))
+            }
+            // LiteLLM's logging payload writes a deployment without an api_base as "" (never
+            // None), and the label shows it as it is.
+            ApiBase => return self.api_base.clone(),
             ServiceTier => &self.service_tier,
             ExceptionStatus => &self.error_code,
             ExceptionClass => {
@@ -318,10 +322,8 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(k.label_value(Label::Model, None), "gpt-4o");
-        assert_eq!(
-            k.label_value(Label::LitellmModelName, None),
-            "openai/gpt-4o"
-        );
+        assert_eq!(k.label_value(Label::LitellmModelName, None), "gpt-4o");
+        assert_eq!(k.label_value(Label::ApiBase, None), "");
         assert_eq!(k.label_value(Label::StatusCode, None), "429");
         assert_eq!(
             k.label_value(Label::ExceptionClass, None),

@@ -265,12 +265,10 @@ impl PackedKey {
             UserEmail => 5,
             EndUser => 6,
             OrgId => 7,
-            LitellmModelName => 8,
             RequestedModel | ModelGroup => 9,
             RequestedModelOriginal if self.0[0] & (1 << 10) != 0 => 10,
             RequestedModelOriginal => 9,
             ModelId => 11,
-            ApiBase => 12,
             ApiProvider => 13,
             ClientIp => 14,
             UserAgent => 15,
@@ -278,7 +276,10 @@ impl PackedKey {
             StatusCode if self.failed() => 17,
             ExceptionStatus => 17,
             Stream => 20,
-            StatusCode | Model | ExceptionClass | OrgAlias | Route | Extra(_) => return None,
+            // `litellm_model_name` is the model without its provider prefix, like `model`, and
+            // an empty `api_base` stays empty rather than "None".
+            StatusCode | Model | LitellmModelName | ApiBase | ExceptionClass | OrgAlias | Route
+            | Extra(_) => return None,
         };
         Some(self.field_id(field))
     }

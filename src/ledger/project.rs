@@ -604,13 +604,13 @@ pub fn row(r: &Row, rules: &Rules<'_>) -> Result<RawRow, tokio_postgres::Error> 
             _ => "",
         }
         .to_string(),
-        stream: match (
-            rules.stream && rules.dims.has(Dims::STREAM),
-            ttft_us.is_some(),
-        ) {
-            (false, _) => String::new(),
-            (true, true) => "True".to_string(),
-            (true, false) => "False".to_string(),
+        // LiteLLM 1.110.2 labels a stream "True" and every other request "None" (it shows the
+        // logging payload's `stream`, which is unset unless the response was streamed, even for
+        // `"stream": false`); the empty value renders as "None".
+        stream: if rules.stream && rules.dims.has(Dims::STREAM) && ttft_us.is_some() {
+            "True".to_string()
+        } else {
+            String::new()
         },
         extras,
     };

@@ -184,7 +184,7 @@ async fn custom_metadata_labels_tags_and_stream() {
     assert_eq!(sure.get("false"), Some(&6.0), "{sure:?}");
     let stream = s.sum_by("litellm_proxy_total_requests_metric_total", "stream");
     assert_eq!(
-        (stream.get("True"), stream.get("False")),
+        (stream.get("True"), stream.get("None")),
         (Some(&2.0), Some(&4.0))
     );
     assert!(s

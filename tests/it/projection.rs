@@ -76,7 +76,8 @@ fn oracle_sql(extras: &[Extra]) -> String {
     let fills = [
         (
             "stream",
-            "CASE WHEN d.ttft_us IS NOT NULL THEN 'True' ELSE 'False' END",
+            // LiteLLM 1.110.2 labels non-streamed requests "None", not "False".
+            "CASE WHEN d.ttft_us IS NOT NULL THEN 'True' ELSE '' END",
         ),
         ("extras", cols.as_str()),
         ("status", "s.status"),
