@@ -449,14 +449,17 @@ impl LedgerRenderer {
             // Spelled out only for a label made from several fields (or from the organization
             // table): that costs a few allocations per class.
             let mut spelled: Option<ClassKey> = None;
-            // The memory guard's overflow classes read "other" in every label, whatever a
-            // label makes of its fields: they are the families' "other" series.
+            // The memory guard's overflow classes read their bucket's label ("other", "other-2",
+            // ...) in every label, whatever a label makes of its fields.
             let overflow = ledger.is_overflow(c);
             for set in &mut self.sets {
                 ids.clear();
                 for j in 0..set.labels.len() {
                     if overflow {
-                        ids.push(set.value(crate::ledger::fold::OTHER));
+                        // Its bucket's label: "other", "other-2", ...
+                        ids.push(
+                            set.value(crate::ledger::packed::KeyView::field(&ledger.view(c), 0)),
+                        );
                         continue;
                     }
                     let label = set.labels[j];

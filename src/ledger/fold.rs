@@ -281,24 +281,51 @@ pub fn kept(hash: u64, level: u32) -> bool {
     hash.leading_zeros() >= level
 }
 
-/// The overflow class a folded class's rows count in: every string dimension "other", the flags
-/// that decide which families count a row (failed, cache hit or miss) kept.
+/// The level at which a class with this hash folds (it is kept below it): its overflow bucket.
+pub fn bucket(hash: u64) -> u32 {
+    hash.leading_zeros() + 1
+}
+
+/// What every label of bucket `b`'s overflow series reads: "other" for the first fold level,
+/// "other-2", "other-3"... for the later ones. A level that rises after the first render thus
+/// starts series of its own, which Prometheus sees appear with their totals, instead of adding
+/// those totals at once to a series it already has (a jump that `rate()` would show as traffic).
+pub fn overflow_label(b: u32) -> String {
+    if b <= 1 {
+        OTHER.to_string()
+    } else {
+        format!("{OTHER}-{b}")
+    }
+}
+
+/// The overflow class a folded class's rows count in: every string dimension its bucket's label
+/// (`overflow_label(bucket(stable_hash(k)))`), the flags that decide which families count a row
+/// (failed, cache hit or miss) kept.
 pub fn overflow_key(k: &impl KeyView) -> ClassKey {
+    let label = overflow_label(bucket(stable_hash(k)));
     let mut key = ClassKey {
         failed: k.header() & super::packed::FAILED != 0,
         ..ClassKey::default()
     };
     key.set_cache_flags(k.header());
     for f in key.string_fields_mut() {
-        *f = OTHER.to_string();
+        f.clone_from(&label);
     }
-    key.extras = vec![OTHER.to_string(); k.extras_len()];
+    key.extras = vec![label; k.extras_len()];
     key
 }
 
-/// Whether `k` is an overflow class's key (`overflow_key`'s shape).
+/// Whether `k` is an overflow class's key (`overflow_key`'s shape): every field the same bucket
+/// label.
 pub fn is_overflow(k: &impl KeyView) -> bool {
-    (0..FIELDS).all(|i| k.field(i) == OTHER) && (0..k.extras_len()).all(|i| k.extra(i) == OTHER)
+    let first = k.field(0);
+    let is_label = first == OTHER
+        || first
+            .strip_prefix("other-")
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+    is_label
+        && (0..FIELDS).all(|i| k.field(i) == first)
+        && (0..k.extras_len()).all(|i| k.extra(i) == first)
 }
 
 #[cfg(test)]
@@ -352,12 +379,24 @@ mod tests {
     #[test]
     fn overflow_keys_keep_what_decides_which_families_count_a_row() {
         let o = overflow_key(&key("team-a", true));
+        let label = overflow_label(bucket(stable_hash(&key("team-a", true))));
         assert!(o.failed && is_overflow(&o));
-        assert_eq!(o.team_id, OTHER);
-        assert_eq!(o.error_code, OTHER);
-        assert_eq!(overflow_key(&key("team-b", true)), o);
+        assert_eq!(o.team_id, label);
+        assert_eq!(o.error_code, label);
+        assert!(label == OTHER || label.starts_with("other-"));
+        // Another class of the same bucket shares the overflow class.
+        let same_bucket = (0..1000)
+            .map(|i| key(&format!("t{i}"), true))
+            .find(|k| bucket(stable_hash(k)) == bucket(stable_hash(&key("team-a", true))))
+            .expect("a class in the same bucket");
+        assert_eq!(overflow_key(&same_bucket), o);
         assert_ne!(overflow_key(&key("team-a", false)), o);
         assert!(!is_overflow(&key("team-a", false)));
+        assert_eq!(overflow_label(1), "other");
+        assert_eq!(overflow_label(3), "other-3");
+        let mut not_quite = overflow_key(&key("team-a", true));
+        not_quite.team_id = "other-x".into();
+        assert!(!is_overflow(&not_quite));
     }
 
     #[test]
