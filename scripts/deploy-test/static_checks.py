@@ -23,6 +23,34 @@ def run_all(c, work):
     compose(c)
     kubernetes(c, work)
     grafana(c)
+    demo(c)
+
+
+# ---- the README's first command ----------------------------------------------------------------
+
+def demo(c):
+    """scripts/demo refuses a taken port before it builds or starts anything, naming the address
+    and DEMO_PORT, and a missing DEMO_CONFIG file, both within seconds."""
+    import socket
+    import time
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen(1)
+    port = taken.getsockname()[1]
+    env = dict(os.environ, DEMO_PORT=str(port))
+    t0 = time.monotonic()
+    r = subprocess.run([str(ROOT / "scripts" / "demo")], env=env, capture_output=True, text=True, timeout=120)
+    took = time.monotonic() - t0
+    taken.close()
+    c.check("scripts/demo: a taken DEMO_PORT fails at once, naming the address and DEMO_PORT",
+            r.returncode != 0 and f"127.0.0.1:{port}" in r.stderr and "DEMO_PORT" in r.stderr
+            and "Compiling" not in r.stderr + r.stdout and took < 60,
+            f"exit {r.returncode} after {took:.1f} s: {r.stderr.strip()[-300:]}")
+    env = dict(os.environ, DEMO_CONFIG="/nonexistent/litellm-exporter.yaml")
+    r = subprocess.run([str(ROOT / "scripts" / "demo")], env=env, capture_output=True, text=True, timeout=120)
+    c.check("scripts/demo: a missing DEMO_CONFIG file is named",
+            r.returncode != 0 and "/nonexistent/litellm-exporter.yaml" in r.stderr,
+            f"exit {r.returncode}: {r.stderr.strip()[-300:]}")
 
 
 # ---- container ---------------------------------------------------------------------------------
