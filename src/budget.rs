@@ -12,6 +12,10 @@ use std::path::{Path, PathBuf};
 const RESERVED_BYTES: u64 = 48 << 20;
 /// And an eighth of the budget besides, for the allocator's slack (freed pages not yet returned).
 const RESERVED_SHARE: u64 = 8;
+/// The process without its ledger (runtime, buffers, HTTP side; an idle exporter is ~15 MB).
+const PROCESS_BYTES: u64 = 24 << 20;
+/// A remembered row of the lateness window in memory (README: about 250 bytes).
+pub const ROW_BYTES: u64 = 250;
 /// Below this the classes' share would be nothing.
 pub const MIN_BUDGET: u64 = 64 << 20;
 /// Of a container's limit, the share taken as the budget by default: the kernel kills at the
@@ -30,6 +34,18 @@ impl MemoryBudget {
     pub fn classes_bytes(&self) -> u64 {
         self.bytes
             .saturating_sub(RESERVED_BYTES + self.bytes / RESERVED_SHARE)
+    }
+
+    /// The bytes the reserve leaves the remembered rows of the lateness window. They cannot fold
+    /// (forgetting one early could count its rewrite twice), so past this the exporter only
+    /// warns: the insert rate times `--ledger.lateness` is what fills it.
+    pub fn rows_bytes(&self) -> u64 {
+        (RESERVED_BYTES + self.bytes / RESERVED_SHARE).saturating_sub(PROCESS_BYTES)
+    }
+
+    /// Whether `rows` remembered rows fit their share.
+    pub fn rows_fit(&self, rows: u64) -> bool {
+        rows.saturating_mul(ROW_BYTES) <= self.rows_bytes()
     }
 }
 
@@ -169,6 +185,15 @@ mod tests {
         assert_eq!(b.bytes, 1 << 30);
         assert_eq!(b.classes_bytes(), (1 << 30) - (48 << 20) - (1 << 27));
         assert!(resolve(Some("10MiB")).unwrap_err().contains("minimum"));
+    }
+
+    #[test]
+    fn the_remembered_rows_have_the_reserve_less_the_process() {
+        let b = resolve(Some("512MiB")).unwrap().unwrap();
+        // 48 MiB + 64 MiB reserved, 24 MiB of it the process: 88 MiB for rows.
+        assert_eq!(b.rows_bytes(), 88 << 20);
+        assert!(b.rows_fit((88 << 20) / ROW_BYTES));
+        assert!(!b.rows_fit((88 << 20) / ROW_BYTES + 1));
     }
 
     #[test]

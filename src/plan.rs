@@ -28,8 +28,6 @@ const CHUNK_ROWS: u64 = 200_000;
 const STATE_BYTES_PER_CLASS: u64 = 900;
 /// A remembered row in the state file (its id, start, version, values).
 const STATE_BYTES_PER_ROW: u64 = 200;
-/// A remembered row in memory (README, "Performance shape": about 250 bytes).
-const MEMORY_BYTES_PER_ROW: u64 = 250;
 /// The process without ledger: runtime, buffers, HTTP side (an idle exporter is ~15 MB).
 const PROCESS_BYTES: u64 = 32 << 20;
 
@@ -150,7 +148,7 @@ pub async fn run(cfg: &Config) -> anyhow::Result<Plan> {
             series.push((f, *n));
         }
     }
-    let reserve = PROCESS_BYTES + recent_rows * MEMORY_BYTES_PER_ROW;
+    let reserve = PROCESS_BYTES + recent_rows * crate::budget::ROW_BYTES;
     let fold = cfg.memory_budget.clone().map(|budget| {
         let limit = budget.classes_bytes();
         let mut level = 0;

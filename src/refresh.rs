@@ -429,6 +429,9 @@ pub struct Refresher {
     rendered: Option<Rendered>,
     /// The memory guard's fold level last reported: a higher one is warned about once.
     fold_level_seen: u32,
+    /// Whether the remembered rows were last seen outgrowing their share of the budget (warned
+    /// once each time they do).
+    rows_over_budget: bool,
     schema: Option<Schema>,
     projection: Option<Projection>,
     entities: Snapshot,
@@ -495,6 +498,7 @@ impl Refresher {
             ledger,
             renderer: LedgerRenderer::default(),
             fold_level_seen: 0,
+            rows_over_budget: false,
             rendered: None,
             schema: None,
             projection: None,
@@ -738,6 +742,19 @@ impl Refresher {
         sm.classes_estimate.set(cost as i64);
         SelfMetrics::catch_up_counter(&sm.memory_folded_classes, self.ledger.stats.folded_classes);
         SelfMetrics::catch_up_counter(&sm.memory_folded_rows, self.ledger.overflow_rows());
+        if let Some(b) = &self.cfg.memory_budget {
+            let rows = self.ledger.remembered_rows() as u64;
+            let over = !b.rows_fit(rows);
+            if over && !self.rows_over_budget {
+                warn!(
+                    remembered_rows = rows,
+                    about = %crate::budget::human(rows * crate::budget::ROW_BYTES),
+                    share = %crate::budget::human(b.rows_bytes()),
+                    "Memory guard: the rows of the lateness window (remembered to count their rewrites exactly) need more than the budget leaves them, and cannot fold; lower --ledger.lateness or raise --memory.budget."
+                );
+            }
+            self.rows_over_budget = over;
+        }
         if level > self.fold_level_seen {
             self.fold_level_seen = level;
             let budget = self
