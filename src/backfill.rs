@@ -34,7 +34,7 @@ use crate::catalogue::{Kind, LEDGER_FAMILIES};
 use crate::config::Config;
 use crate::db;
 use crate::entities;
-use crate::ledger::read::{self, Projection};
+use crate::ledger::read;
 use crate::ledger::values::{ClassAcc, HistAcc, Thresholds};
 use crate::ledger::Ledger;
 use crate::render::{
@@ -635,14 +635,7 @@ pub async fn run(cfg: &Config, o: &Options) -> anyhow::Result<Summary> {
     if !schema.has_table("LiteLLM_SpendLogs") {
         bail!("LiteLLM_SpendLogs is missing (not a LiteLLM database?)");
     }
-    let p = Projection::new(
-        &schema,
-        cfg.selection.dims(),
-        cfg.identity,
-        cfg.thresholds.clone(),
-        cfg.stream_label,
-        &cfg.extras,
-    );
+    let p = cfg.projection(&schema);
     // Organization aliases label the series as in the live exporter, which uses today's aliases.
     let ents = entities::read(&mut client, &schema, &cfg.entities, &cfg.selection).await?;
     let sel = &cfg.selection;

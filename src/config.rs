@@ -1213,6 +1213,19 @@ impl Config {
         })
     }
 
+    /// How spend-log rows are read under this configuration from a database with `schema`: the
+    /// one projection the refresh loop, `backfill` and `plan` all read through.
+    pub fn projection(&self, schema: &crate::schema::Schema) -> crate::ledger::read::Projection {
+        crate::ledger::read::Projection::new(
+            schema,
+            self.selection.dims(),
+            self.identity,
+            self.thresholds.clone(),
+            self.stream_label,
+            &self.extras,
+        )
+    }
+
     /// The memory guard's rule for the ledger (None: no budget).
     pub fn fold_rule(&self) -> Option<crate::ledger::fold::FoldRule> {
         self.memory_budget.as_ref().map(|b| {

@@ -17,7 +17,7 @@ use crate::config::Config;
 use crate::db;
 use crate::ledger::fold::{self, FoldRule};
 use crate::ledger::packed::KeyView;
-use crate::ledger::read::{self, Projection};
+use crate::ledger::read;
 use crate::schema::Schema;
 
 /// Rows per read: a chunk of the spend log stays well inside `statement_timeout`.
@@ -73,14 +73,7 @@ pub async fn run(cfg: &Config) -> anyhow::Result<Plan> {
     if !schema.has_table("LiteLLM_SpendLogs") {
         bail!("LiteLLM_SpendLogs is missing (not a LiteLLM database, or another schema?)");
     }
-    let p = Projection::new(
-        &schema,
-        cfg.selection.dims(),
-        cfg.identity,
-        cfg.thresholds.clone(),
-        cfg.stream_label,
-        &cfg.extras,
-    );
+    let p = cfg.projection(&schema);
     // The rule's costs, whatever the budget (a huge one when there is none).
     let rule = FoldRule::new(u64::MAX, &cfg.selection, &cfg.thresholds);
     let sets = rule.sets();

@@ -863,14 +863,7 @@ impl Refresher {
                 return Err(DbError::MissingTable("LiteLLM_SpendLogs"));
             }
             self.shared.set_schema_problem(None);
-            self.projection = Some(Projection::new(
-                &schema,
-                self.cfg.selection.dims(),
-                self.cfg.identity,
-                self.cfg.thresholds.clone(),
-                self.cfg.stream_label,
-                &self.cfg.extras,
-            ));
+            self.projection = Some(self.cfg.projection(&schema));
             self.schema = Some(schema);
         }
         if !self.cfg.sources.ledger {

@@ -439,16 +439,7 @@ async fn a_shutdown_during_the_catch_up_keeps_its_progress() {
     let mut e = Exporter::start(&db.url, &args(&flags));
     let started = std::time::Instant::now();
     loop {
-        let waiting: i64 = c
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'litellm-exporter'
-                   AND datname = current_database() AND wait_event_type = 'Lock'",
-                &[],
-            )
-            .await
-            .expect("pg_stat_activity")
-            .get(0);
-        if waiting > 0 {
+        if Exporter::waits_for_a_lock(&c).await {
             break;
         }
         assert!(

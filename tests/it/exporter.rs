@@ -78,6 +78,32 @@ impl Exporter {
         }
     }
 
+    /// The process's peak resident memory so far (VmHWM), in bytes.
+    pub fn peak_rss(&self) -> u64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("proc status");
+        let kb: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmHWM");
+        kb * 1024
+    }
+
+    /// Whether one of the exporter's sessions in `c`'s database waits for a lock.
+    pub async fn waits_for_a_lock(c: &tokio_postgres::Client) -> bool {
+        let waiting: i64 = c
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'litellm-exporter'
+                   AND datname = current_database() AND wait_event_type = 'Lock'",
+                &[],
+            )
+            .await
+            .expect("pg_stat_activity")
+            .get(0);
+        waiting > 0
+    }
+
     /// The exporter's process id (for /proc figures: memory, sockets).
     pub fn pid(&self) -> u32 {
         self.child.as_ref().expect("running").id()

@@ -46,17 +46,6 @@ fn wide_database() -> TestDb {
     db
 }
 
-/// Peak resident memory of a process (VmHWM), in bytes.
-fn peak_rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    let kb: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM");
-    kb * 1024
-}
-
 /// Waits until the exporter is ready and has counted every row.
 async fn counted(e: &Exporter) -> Scrape {
     e.wait_ready(READY).await;
@@ -112,7 +101,7 @@ async fn under_a_budget_default_labels_fold_exactly_and_the_same_everywhere() {
     // Unguarded: what the default label sets need on this database.
     let free = Exporter::start(&db.url, &[FAST, &["--memory.budget", "none"][..]].concat());
     let unguarded = counted(&free).await;
-    let unguarded_peak = peak_rss(free.pid());
+    let unguarded_peak = free.peak_rss();
     assert_eq!(
         unguarded.value("litellm_exporter_memory_budget_bytes"),
         Some(0.0)
@@ -130,7 +119,7 @@ async fn under_a_budget_default_labels_fold_exactly_and_the_same_everywhere() {
     let b = Exporter::start(&db.url, &args);
     let sa = counted(&a).await;
     let sb = counted(&b).await;
-    let (peak_a, peak_b) = (peak_rss(a.pid()), peak_rss(b.pid()));
+    let (peak_a, peak_b) = (a.peak_rss(), b.peak_rss());
     eprintln!(
         "memory guard: unguarded peak {} MiB; budget {} MiB; guarded peaks {} and {} MiB; classes estimate {} MiB; fold level {:?}; series {} of {}",
         unguarded_peak >> 20,

@@ -51,16 +51,6 @@ fn size(text: &str, prefix: &str) -> f64 {
     }
 }
 
-fn peak_rss(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .expect("VmHWM")
-        * 1024.0
-}
-
 async fn counted(e: &Exporter) -> super::exporter::Scrape {
     e.wait_ready(Duration::from_secs(120)).await;
     let start = Instant::now();
@@ -124,7 +114,7 @@ async fn plan_bounds_what_the_exporter_needs_and_predicts_its_fold() {
         );
     }
     let resident = size(&unlimited, "resident memory up to ");
-    let peak = peak_rss(e.pid());
+    let peak = e.peak_rss() as f64;
     assert!(peak <= resident, "peak {peak} above the plan's {resident}");
     assert_eq!(e.stop(), 0);
     // The state file's size is an estimate, not a bound: within a factor of two.

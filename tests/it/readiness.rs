@@ -19,20 +19,6 @@ async fn scrape(e: &Exporter) -> Scrape {
     e.scrape().await
 }
 
-/// Sessions of the exporter waiting for a lock in the test's database.
-async fn exporter_waits_for_a_lock(c: &tokio_postgres::Client) -> bool {
-    let waiting: i64 = c
-        .query_one(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'litellm-exporter'
-               AND datname = current_database() AND wait_event_type = 'Lock'",
-            &[],
-        )
-        .await
-        .expect("pg_stat_activity")
-        .get(0);
-    waiting > 0
-}
-
 #[tokio::test]
 async fn a_catch_up_is_not_an_outage_and_says_how_far_it_is() {
     let db = fresh_db(Schema::New);
@@ -79,7 +65,7 @@ async fn a_catch_up_is_not_an_outage_and_says_how_far_it_is() {
     lock.batch_execute("LOCK TABLE \"LiteLLM_SpendLogs\" IN ACCESS EXCLUSIVE MODE")
         .await
         .expect("lock");
-    while !exporter_waits_for_a_lock(&c).await {
+    while !Exporter::waits_for_a_lock(&c).await {
         assert!(started.elapsed() < READY, "{}", e.log_text());
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
