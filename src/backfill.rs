@@ -647,7 +647,7 @@ pub async fn run(cfg: &Config, o: &Options) -> anyhow::Result<Summary> {
 
     // Everything before the first step counts in its first value, as it would live.
     let tx = db::read_tx(&mut client).await?;
-    let oldest = read::oldest_start(&tx).await?;
+    let oldest = read::oldest_start(&tx, &p).await?;
     tx.commit().await?;
     if let Some(oldest) = oldest.filter(|old| *old < o.from_ms) {
         let mut lo: Option<i64> = None;

@@ -3,6 +3,7 @@
 //! pool whose sessions are read-only, bounded by `statement_timeout` and named
 //! `litellm-exporter`, and the read transaction every query runs in.
 
+pub mod give_way;
 pub mod tls;
 
 use std::time::Duration;
@@ -338,6 +339,14 @@ pub enum DbError {
     /// enforce `statement_timeout`, so the exporter gives up on its own clock.
     #[error("no answer from the database within {0:?} (server frozen or network down?)")]
     Timeout(std::time::Duration),
+    /// A spend-log read cancelled to let a waiting session (LiteLLM's partition maintenance) go
+    /// ahead, too many times in a row (`give_way`).
+    #[error("the spend-log read gave way to other sessions' locks {} times in a row", give_way::MAX_TRIES)]
+    GaveWay,
+    /// LiteLLM's partitioning script moved the spend log aside (or the old table was dropped):
+    /// the reads must be planned again for the tables there are now.
+    #[error("the spend log's tables changed (LiteLLM_SpendLogs_legacy appeared or went)")]
+    SpendLogReplaced,
 }
 
 /// The driver error inside a pool error, if any.
@@ -397,6 +406,8 @@ impl DbError {
             DbError::Query(e) => Self::driver_kind(e),
             DbError::MissingTable(_) => "schema",
             DbError::Timeout(_) => "timeout",
+            DbError::GaveWay => "locks",
+            DbError::SpendLogReplaced => "schema",
         }
     }
 

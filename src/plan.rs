@@ -96,7 +96,7 @@ pub async fn run(cfg: &Config) -> anyhow::Result<Plan> {
     let mut lo: Option<i64> = None;
     loop {
         let tx = db::read_tx(&mut client).await?;
-        let hi = read::chunk_end(&tx, lo, None, CHUNK_ROWS)
+        let hi = read::chunk_end(&tx, &p, lo, None, CHUNK_ROWS)
             .await?
             .map(|h| lo.map_or(h, |l| h.max(l + 1)));
         rows += read::each_row(&tx, &p, lo, hi, 0, 0, |r| {

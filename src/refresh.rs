@@ -15,6 +15,7 @@ use prometheus::IntCounter;
 use tracing::{debug, error, info, warn};
 
 use crate::config::Config;
+use crate::db::give_way::GiveWay;
 use crate::db::{self, DbError};
 use crate::entities::{self, Snapshot};
 use crate::ledger::read::{self, Projection};
@@ -434,6 +435,8 @@ pub struct Refresher {
     rows_over_budget: bool,
     schema: Option<Schema>,
     projection: Option<Projection>,
+    /// Watches the spend-log reads from a second session of the pool (`db::give_way`).
+    give_way: GiveWay,
     entities: Snapshot,
     fingerprint: String,
     /// Which spend log a loaded state file was written for, until it was checked against the
@@ -442,7 +445,7 @@ pub struct Refresher {
     /// Which spend log this process reads (`state::database_identity`), what saves record; None
     /// until known (nothing to save before: the ledger is the loaded one) and again after a new
     /// database URL, until the next connection tells.
-    db_identity: Option<String>,
+    db_identity: Option<state::Identity>,
     last_save: Option<Instant>,
     /// How long the last save took: saves are spaced to at least 20 times that, so that writing
     /// a large ledger (a ~1 GB file for 700k label classes) stays a small share of the time.
@@ -490,7 +493,9 @@ impl Refresher {
             );
             shared.selfm.memory_budget.set(b.bytes as i64);
         }
+        let give_way = GiveWay::new(pool.clone(), shared.selfm.gave_way.clone());
         Refresher {
+            give_way,
             tail: Tail::new(cfg.tail.clone(), cursor),
             cfg,
             pool,
@@ -634,6 +639,7 @@ impl Refresher {
         info!(database = %target.display, tls = %target.tls.summary, "SIGHUP: new database URL; reconnecting, counters continue.");
         self.pool.close();
         self.pool = db::pool(&target, &self.cfg.pool);
+        self.give_way = GiveWay::new(self.pool.clone(), self.shared.selfm.gave_way.clone());
         self.cfg.target = target;
         // Another server may run another LiteLLM version, and saves name the database they
         // are read from once it answers.
@@ -650,6 +656,13 @@ impl Refresher {
         let ledger_result = loop {
             match bounded(limit, &heartbeat, self.refresh_ledger()).await {
                 Err(e) if self.retry_conflict(&e, &mut attempt, "ledger") => continue,
+                Err(DbError::SpendLogReplaced) if attempt < CONFLICT_RETRIES => {
+                    // Not an error: the reads are planned again for the tables there are now.
+                    attempt += 1;
+                    info!("The spend log's tables changed (LiteLLM's partitioning script, or the legacy table dropped); planning the reads again.");
+                    self.schema = None;
+                    continue;
+                }
                 r => break r,
             }
         };
@@ -881,7 +894,7 @@ impl Refresher {
         // URL on SIGHUP the counters carry on, and the saves just record where they are read from.
         if let (Some(saved), Some(identity)) = (&self.saved_database, &self.db_identity) {
             if !state::same_database(saved, identity, &self.cfg.target.display) {
-                warn!("State file was written for another database (its cluster, database or spend-log table differ); rebuilding from the database.");
+                warn!("State file was written for another database (its cluster, database or LiteLLM schema differ); rebuilding from the database.");
                 self.ledger = self.fresh_ledger();
                 self.tail.cursor = Cursor::default();
             } else {
@@ -901,7 +914,7 @@ impl Refresher {
 
         if !self.tail.cursor.caught_up() {
             // Taken again at every (re)start of the catch-up, from where its cursor stands.
-            let estimate = self.tail.catch_up_estimate(client).await?;
+            let estimate = self.tail.catch_up_estimate(client, &projection).await?;
             let shared = self.shared.clone();
             let last_log = &mut self.last_progress_log;
             let heartbeat = self.heartbeat.clone();
@@ -914,7 +927,7 @@ impl Refresher {
             self.shared.selfm.catching_up.set(1);
             let done = self
                 .tail
-                .catch_up(client, &mut self.ledger, &projection, |p| {
+                .catch_up(client, &self.give_way, &mut self.ledger, &projection, |p| {
                     heartbeat.beat();
                     let status = CatchUpStatus::new(&p, estimate, started.elapsed());
                     shared.catch_up_progress(status);
@@ -953,7 +966,7 @@ impl Refresher {
             self.shared.caught_up.store(true, Ordering::Relaxed);
             let r = self
                 .tail
-                .poll(client, &mut self.ledger, &projection)
+                .poll(client, &self.give_way, &mut self.ledger, &projection)
                 .await?;
             self.shared.selfm.poll_rows_read.set(r.rows_read as i64);
             debug!(
@@ -1078,7 +1091,7 @@ impl Refresher {
     }
 
     fn maybe_save(&mut self, force: bool) {
-        let (Some(path), Some(identity)) = (&self.cfg.state_file, self.db_identity.as_deref())
+        let (Some(path), Some(identity)) = (&self.cfg.state_file, self.db_identity.as_ref().map(|i| i.text.as_str()))
         else {
             return;
         };

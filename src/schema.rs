@@ -16,6 +16,11 @@ pub const TABLES: &[&str] = &[
     "LiteLLM_EndUserTable",
 ];
 
+/// The spend log as it was before LiteLLM's partitioning script (`db_scripts/partition_spend_logs.sql`)
+/// moved it aside and created a partitioned one in its place: its rows are still read, those not
+/// copied into the new table. Detected like the tables above, never required.
+pub const LEGACY_SPEND_LOGS: &str = "LiteLLM_SpendLogs_legacy";
+
 /// Optional spend-log columns the exporter uses when present (README: "Schema versions").
 pub const OPTIONAL_SPEND_LOG_COLUMNS: &[&str] = &["status", "organization_id"];
 
@@ -26,7 +31,11 @@ pub struct Schema {
 
 impl Schema {
     pub async fn detect(client: &tokio_postgres::Client) -> Result<Schema, tokio_postgres::Error> {
-        let names: Vec<String> = TABLES.iter().map(|s| s.to_string()).collect();
+        let names: Vec<String> = TABLES
+            .iter()
+            .chain([&LEGACY_SPEND_LOGS])
+            .map(|s| s.to_string())
+            .collect();
         let rows = client.query(sql::SCHEMA_COLUMNS, &[&names]).await?;
         let mut tables: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         for r in rows {

@@ -12,6 +12,8 @@ pub const LEDGER_BOUNDS: &str = include_str!("../sql/ledger/bounds.sql");
 pub const LEDGER_ROW_ESTIMATE: &str = include_str!("../sql/ledger/row_estimate.sql");
 pub const LEDGER_NEXT_START: &str = include_str!("../sql/ledger/next_start.sql");
 pub const LEDGER_CHUNK_END: &str = include_str!("../sql/ledger/chunk_end.sql");
+pub const LEDGER_NOT_COPIED: &str = include_str!("../sql/ledger/not_copied.sql");
+pub const LEDGER_WITH_LEGACY: &str = include_str!("../sql/ledger/with_legacy.sql");
 pub const ENTITY_TEAMS: &str = include_str!("../sql/entities/teams.sql");
 pub const ENTITY_KEYS: &str = include_str!("../sql/entities/keys.sql");
 pub const ENTITY_USERS: &str = include_str!("../sql/entities/users.sql");
@@ -20,6 +22,9 @@ pub const ENTITY_CUSTOMERS: &str = include_str!("../sql/entities/customers.sql")
 pub const ENTITY_USER_COUNTS: &str = include_str!("../sql/entities/user_counts.sql");
 pub const REPLICA: &str = include_str!("../sql/replica.sql");
 pub const STATE_IDENTITY: &str = include_str!("../sql/state_identity.sql");
+pub const LOCK_WAITERS: &str = include_str!("../sql/lock_waiters.sql");
+pub const CANCEL_READ: &str = include_str!("../sql/cancel_read.sql");
+pub const BACKEND_PID: &str = include_str!("../sql/backend_pid.sql");
 
 /// Replaces every `{{name}}` in `template`. Panics on a placeholder left unfilled, which would be
 /// a programming error caught by the tests that run every statement.

@@ -73,31 +73,56 @@ pub fn load(
 /// Prefix of what `database_identity` returns, which a redacted URL never starts with.
 const IDENTITY_PREFIX: &str = "postgresql system ";
 
-/// Which spend log this session reads, independent of the route to it: the cluster's system
-/// identifier, the database's OID and the spend-log table's OID (`sql/state_identity.sql`).
-/// Where the server refuses that query (`pg_control_system()` revoked or missing), the redacted
-/// URL stands in, as in state files before this check: then a new host, port or role means a
-/// rebuild. Any other error (a lost connection) is returned, so that the refresh fails and
-/// retries rather than take a flaky moment for another database.
+/// Which spend log this session reads, independent of the route to it
+/// (`sql/state_identity.sql`): what a state file records, and how earlier files named it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// The cluster's system identifier, the database's OID and the OID of the schema holding
+    /// the spend log; or, where the server refuses that query, the redacted URL.
+    pub text: String,
+    /// The same spend log as files written before schemas were recorded named it: by the OID of
+    /// the spend-log table, which may now be `LiteLLM_SpendLogs_legacy` (LiteLLM's partitioning
+    /// script renamed it and put a new table in its place).
+    former: Vec<String>,
+}
+
+/// Reads the [`Identity`]. Where the server refuses the identity query (`pg_control_system()`
+/// revoked or missing), the redacted URL stands in, as in state files before this check: then a
+/// new host, port or role means a rebuild. Any other error (a lost connection) is returned, so
+/// that the refresh fails and retries rather than take a flaky moment for another database.
 pub async fn database_identity(
     client: &mut deadpool_postgres::Object,
     url_display: &str,
-) -> Result<String, tokio_postgres::Error> {
+) -> Result<Identity, tokio_postgres::Error> {
     use tokio_postgres::error::SqlState;
     let found = async {
         let tx = crate::db::read_tx(client).await?;
         let row = tx.query_one(crate::sql::STATE_IDENTITY, &[]).await?;
-        let parts: (Option<String>, Option<String>, Option<String>) =
-            (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+        let get = |name: &str| row.try_get::<_, Option<String>>(name);
+        let parts = (
+            get("system_id")?,
+            get("database_oid")?,
+            get("spend_logs_schema")?,
+            [get("spend_logs_oid")?, get("legacy_oid")?],
+        );
         tx.commit().await?;
         Ok::<_, tokio_postgres::Error>(parts)
     }
     .await;
+    let by_url = || Identity {
+        text: url_display.to_string(),
+        former: Vec::new(),
+    };
     match found {
-        Ok((Some(system), Some(database), Some(table))) => Ok(format!(
-            "{IDENTITY_PREFIX}{system} database {database} spend log {table}"
-        )),
-        Ok(_) => Ok(url_display.to_string()),
+        Ok((Some(system), Some(database), Some(schema), tables)) => Ok(Identity {
+            text: format!("{IDENTITY_PREFIX}{system} database {database} schema {schema}"),
+            former: tables
+                .into_iter()
+                .flatten()
+                .map(|t| format!("{IDENTITY_PREFIX}{system} database {database} spend log {t}"))
+                .collect(),
+        }),
+        Ok(_) => Ok(by_url()),
         Err(e)
             if [
                 &SqlState::INSUFFICIENT_PRIVILEGE,
@@ -110,7 +135,7 @@ pub async fn database_identity(
                 error = %crate::db::describe(&e),
                 "Cannot read the identity of the database (pg_control_system() is refused); the state file is tied to the database URL instead."
             );
-            Ok(url_display.to_string())
+            Ok(by_url())
         }
         Err(e) => Err(e),
     }
@@ -118,10 +143,11 @@ pub async fn database_identity(
 
 /// Whether a state file written for `saved` may continue on the spend log `identity` names.
 /// A file from before identities (its `database` is the redacted URL) is accepted when that URL
-/// is the current one, as it was then; its next save records the identity.
-pub fn same_database(saved: &str, identity: &str, url_display: &str) -> bool {
+/// is the current one, as it was then; one from before schemas were recorded when the table it
+/// named is the spend log or the legacy table. Its next save records the identity.
+pub fn same_database(saved: &str, identity: &Identity, url_display: &str) -> bool {
     if saved.starts_with(IDENTITY_PREFIX) {
-        saved == identity
+        saved == identity.text || identity.former.iter().any(|f| f == saved)
     } else {
         saved == url_display
     }
@@ -200,23 +226,34 @@ pub fn save(
 
 #[cfg(test)]
 mod tests {
-    use super::{same_database, IDENTITY_PREFIX};
+    use super::{same_database, Identity, IDENTITY_PREFIX};
+
+    fn identity(system: &str, database: &str, schema: &str, tables: &[&str]) -> Identity {
+        let at = format!("{IDENTITY_PREFIX}{system} database {database}");
+        Identity {
+            text: format!("{at} schema {schema}"),
+            former: tables
+                .iter()
+                .map(|t| format!("{at} spend log {t}"))
+                .collect(),
+        }
+    }
 
     #[test]
     fn a_state_file_follows_the_spend_log_not_the_url() {
-        let here = format!("{IDENTITY_PREFIX}7712769022161459553 database 16384 spend log 16500");
+        let here = identity("7712769022161459553", "16384", "2200", &["16500"]);
         let url = "postgres://exporter@db:5432/litellm";
         // Another route (host, port, role) to the same spend log.
         assert!(same_database(
-            &here,
+            &here.text,
             &here,
             "postgres://vault-123@pgbouncer:6432/litellm"
         ));
-        // Another cluster, database or table.
+        // Another cluster, database or schema.
         for other in [
-            here.replace("7712769022161459553", "7712769022161459554"),
-            here.replace("database 16384", "database 16385"),
-            here.replace("spend log 16500", "spend log 16501"),
+            here.text.replace("7712769022161459553", "7712769022161459554"),
+            here.text.replace("database 16384", "database 16385"),
+            here.text.replace("schema 2200", "schema 2201"),
         ] {
             assert!(!same_database(&other, &here, url), "{other}");
         }
@@ -229,6 +266,29 @@ mod tests {
         ));
         // A server that refuses the identity query stands in its URL: a file that recorded an
         // identity is not taken for it.
-        assert!(!same_database(&here, url, url));
+        let refused = Identity {
+            text: url.to_string(),
+            former: Vec::new(),
+        };
+        assert!(!same_database(&here.text, &refused, url));
+    }
+
+    #[test]
+    fn a_state_file_naming_the_table_survives_litellms_partitioning() {
+        let before = format!("{IDENTITY_PREFIX}7712769022161459553 database 16384 spend log 16500");
+        // LiteLLM's script renamed table 16500 to LiteLLM_SpendLogs_legacy; 17000 is the new one.
+        let after = identity("7712769022161459553", "16384", "2200", &["17000", "16500"]);
+        assert!(same_database(&before, &after, "u"));
+        // The same file against another table, or another database holding that OID.
+        assert!(!same_database(
+            &before,
+            &identity("7712769022161459553", "16384", "2200", &["17000"]),
+            "u"
+        ));
+        assert!(!same_database(
+            &before,
+            &identity("7712769022161459553", "16385", "2200", &["16500"]),
+            "u"
+        ));
     }
 }

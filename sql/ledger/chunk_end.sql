@@ -7,12 +7,13 @@
 --          hour cost the benchmark's cold start seven timeouts: 193 s instead of 25).
 -- Uses the "startTime" index only (an index-only scan where pages are all-visible), at most
 --          N+1 entries of it: measured 40 ms for 100k entries, about 3 % of reading those rows.
--- Privilege: SELECT on "LiteLLM_SpendLogs".
+-- Privilege: SELECT on "LiteLLM_SpendLogs" (and on "LiteLLM_SpendLogs_legacy" where it exists).
+-- {{start_times}}: the spend log, or with LiteLLM_SpendLogs_legacy (sql/ledger/with_legacy.sql).
 -- Parameters: $1 lower startTime bound (text, inclusive), $2 upper bound (text, exclusive),
 --             $3 N (bigint). Infinite startTimes are left out: their epoch is no bigint, and the
 --             chunk that reaches them reads them anyway.
 SELECT (extract(epoch FROM s."startTime") * 1000)::bigint
-FROM "LiteLLM_SpendLogs" s
+FROM {{start_times}} s
 WHERE s."startTime" >= $1::text::timestamp
   AND s."startTime" < $2::text::timestamp
   AND s."startTime" > '-infinity'::timestamp

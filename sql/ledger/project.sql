@@ -8,7 +8,11 @@
 -- Minimum: PostgreSQL 13 (xid8); LiteLLM schema of litellm-proxy-extras 0.1.1. Optional columns are
 --          substituted by the exporter (each double-brace placeholder becomes a column or a NULL
 --          literal).
--- Privilege: SELECT on "LiteLLM_SpendLogs".
+-- Privilege: SELECT on "LiteLLM_SpendLogs" (and on "LiteLLM_SpendLogs_legacy" where it exists).
+-- {{table}} is the spend log; where LiteLLM's partitioning script left the old table aside, the
+--   same statement is read from "LiteLLM_SpendLogs_legacy" too, joined by UNION ALL, with
+--   {{not_copied}} (sql/ledger/not_copied.sql) keeping only its rows that are not also in the
+--   new table (empty for the spend log itself).
 -- Parameters: $1 lower startTime bound (text, inclusive), $2 upper bound (text, exclusive),
 --             $3 only rows whose creating transaction id (xid8, as bigint) is >= this; 0 = all,
 --             $4 xmax of the current snapshot (xid8 as bigint), to widen the 32-bit xmin,
@@ -40,9 +44,10 @@ SELECT
   s.metadata::jsonb
   -- One boolean per configured tag label: whether any of the row's tags matches its pattern.
   {{tags}}
-FROM "LiteLLM_SpendLogs" s
+FROM {{table}} s
 WHERE s."startTime" >= $1::text::timestamp
   AND s."startTime" < $2::text::timestamp
   AND ($3::bigint = 0
        OR ((((($4::bigint) >> 32) - CASE WHEN s.xmin::text::bigint > ($4::bigint & 4294967295) THEN 1 ELSE 0 END) << 32)
            | s.xmin::text::bigint) >= $3::bigint)
+  {{not_copied}}

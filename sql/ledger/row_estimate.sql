@@ -20,4 +20,8 @@ SELECT CASE
     (SELECT sum(reltuples) FILTER (WHERE reltuples >= 0) FROM parts)::float8
   ELSE
     (SELECT nullif(c.reltuples, -1) FROM pg_class c WHERE c.oid = (SELECT oid FROM t))::float8
-END AS rows
+END
+  -- The old table LiteLLM's partitioning script moved aside is read too, where it exists.
+  + coalesce((SELECT c.reltuples FROM pg_class c
+              WHERE c.oid = to_regclass('"LiteLLM_SpendLogs_legacy"') AND c.reltuples >= 0), 0)::float8
+  AS rows

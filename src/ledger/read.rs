@@ -9,8 +9,10 @@ use super::class::Dims;
 use super::project;
 use super::values::Thresholds;
 use super::RawRow;
-use crate::schema::Schema;
+use crate::schema::{Schema, LEGACY_SPEND_LOGS};
 use crate::sql;
+
+const SPEND_LOGS: &str = "LiteLLM_SpendLogs";
 
 /// Which person-identifying dimensions are read at all. Off means the label is exported as
 /// "None" and the value never leaves the database.
@@ -35,6 +37,12 @@ pub enum Extra {
 #[derive(Debug, Clone)]
 pub struct Projection {
     rows_sql: String,
+    /// The statements that plan the catch-up's chunks, over the same tables as `rows_sql`.
+    bounds_sql: String,
+    next_start_sql: String,
+    chunk_end_sql: String,
+    /// Whether `LiteLLM_SpendLogs_legacy` is read too (see `sql/ledger/not_copied.sql`).
+    legacy: bool,
     pub thresholds: Thresholds,
     dims: Dims,
     identity: Identity,
@@ -51,15 +59,6 @@ impl Projection {
         stream: bool,
         extras: &[Extra],
     ) -> Self {
-        let col = |name: &str, expr: &'static str| -> &'static str {
-            if schema.has_column("LiteLLM_SpendLogs", name) {
-                expr
-            } else {
-                "NULL::text"
-            }
-        };
-        // Person-identifying columns that are off never leave the database.
-        let opt = |on: bool, expr: &'static str| if on { expr } else { "NULL::text" };
         // Tag patterns travel as parameters ($5, $6, ...), never inside the SQL text.
         let mut tags = String::new();
         for i in 0..extras.iter().filter(|e| matches!(e, Extra::Tag(_))).count() {
@@ -68,30 +67,57 @@ impl Projection {
                 ",\n  EXISTS (SELECT 1 FROM jsonb_array_elements_text(CASE WHEN jsonb_typeof(s.request_tags) = 'array' THEN s.request_tags ELSE '[]'::jsonb END) tag(v) WHERE tag.v LIKE ${n}::text)"
             ));
         }
-        let rows_sql = sql::fill(
-            sql::LEDGER_PROJECT,
-            &[
-                ("tags", &tags),
-                ("status", col("status", "s.status::text")),
-                (
-                    "organization_id",
-                    col("organization_id", "s.organization_id::text"),
-                ),
-                (
-                    "end_user",
-                    opt(identity.end_user, col("end_user", "s.end_user::text")),
-                ),
-                (
-                    "client_ip",
-                    opt(
-                        identity.client_ip,
-                        col("requester_ip_address", "s.requester_ip_address::text"),
+        // The statement for one table; its optional columns are those of that table.
+        let branch = |table: &str, not_copied: &str| {
+            let col = |name: &str, expr: &'static str| -> &'static str {
+                if schema.has_column(table, name) {
+                    expr
+                } else {
+                    "NULL::text"
+                }
+            };
+            // Person-identifying columns that are off never leave the database.
+            let opt = |on: bool, expr: &'static str| if on { expr } else { "NULL::text" };
+            sql::fill(
+                sql::LEDGER_PROJECT,
+                &[
+                    ("table", &format!("\"{table}\"")),
+                    ("not_copied", not_copied),
+                    ("tags", &tags),
+                    ("status", col("status", "s.status::text")),
+                    (
+                        "organization_id",
+                        col("organization_id", "s.organization_id::text"),
                     ),
-                ),
-            ],
-        );
+                    (
+                        "end_user",
+                        opt(identity.end_user, col("end_user", "s.end_user::text")),
+                    ),
+                    (
+                        "client_ip",
+                        opt(
+                            identity.client_ip,
+                            col("requester_ip_address", "s.requester_ip_address::text"),
+                        ),
+                    ),
+                ],
+            )
+        };
+        let legacy = schema.has_table(LEGACY_SPEND_LOGS);
+        let mut rows_sql = branch(SPEND_LOGS, "");
+        let mut start_times = format!("\"{SPEND_LOGS}\"");
+        if legacy {
+            rows_sql.push_str("\nUNION ALL\n");
+            rows_sql.push_str(&branch(LEGACY_SPEND_LOGS, sql::LEDGER_NOT_COPIED));
+            start_times = sql::LEDGER_WITH_LEGACY.to_string();
+        }
+        let times = |template: &str| sql::fill(template, &[("start_times", &start_times)]);
         Projection {
             rows_sql,
+            bounds_sql: times(sql::LEDGER_BOUNDS),
+            next_start_sql: times(sql::LEDGER_NEXT_START),
+            chunk_end_sql: times(sql::LEDGER_CHUNK_END),
+            legacy,
             thresholds,
             dims,
             identity,
@@ -118,6 +144,11 @@ impl Projection {
         &self.rows_sql
     }
 
+    /// Whether this projection reads `LiteLLM_SpendLogs_legacy` as well as the spend log.
+    pub fn reads_legacy(&self) -> bool {
+        self.legacy
+    }
+
     fn rules(&self) -> project::Rules<'_> {
         project::Rules {
             dims: self.dims,
@@ -131,6 +162,8 @@ impl Projection {
 /// The snapshot a read transaction sees, and the database clock.
 #[derive(Debug, Clone, Copy)]
 pub struct Snap {
+    /// Whether `LiteLLM_SpendLogs_legacy` exists now.
+    pub has_legacy: bool,
     pub xmin: i64,
     pub xmax: i64,
     pub now_ms: i64,
@@ -139,6 +172,7 @@ pub struct Snap {
 pub async fn snapshot(tx: &Transaction<'_>) -> Result<Snap, tokio_postgres::Error> {
     let r = tx.query_one(sql::LEDGER_SNAPSHOT, &[]).await?;
     Ok(Snap {
+        has_legacy: r.try_get("has_legacy")?,
         xmin: r.try_get(0)?,
         xmax: r.try_get(1)?,
         now_ms: r.try_get(2)?,
@@ -158,8 +192,11 @@ pub async fn allow_index_order(tx: &Transaction<'_>) -> Result<(), tokio_postgre
 }
 
 /// Oldest finite `startTime` in ms, or None for an empty table.
-pub async fn oldest_start(tx: &Transaction<'_>) -> Result<Option<i64>, tokio_postgres::Error> {
-    tx.query_one(sql::LEDGER_BOUNDS, &[]).await?.try_get(0)
+pub async fn oldest_start(
+    tx: &Transaction<'_>,
+    p: &Projection,
+) -> Result<Option<i64>, tokio_postgres::Error> {
+    tx.query_one(&p.bounds_sql, &[]).await?.try_get(0)
 }
 
 /// The planner's estimate of the spend log's rows (partitions summed), None where the table was
@@ -173,9 +210,10 @@ pub async fn row_estimate(tx: &Transaction<'_>) -> Result<Option<f64>, tokio_pos
 /// Oldest readable `startTime` at or after `from_ms`, or None when no row is left.
 pub async fn next_start(
     tx: &Transaction<'_>,
+    p: &Projection,
     from_ms: i64,
 ) -> Result<Option<i64>, tokio_postgres::Error> {
-    tx.query_one(sql::LEDGER_NEXT_START, &[&bound(Some(from_ms), false)])
+    tx.query_one(&p.next_start_sql, &[&bound(Some(from_ms), false)])
         .await?
         .try_get(0)
 }
@@ -184,13 +222,14 @@ pub async fn next_start(
 /// None when the range holds no more than `n` (finite) rows: a chunk `[lo, that)` holds at most `n`.
 pub async fn chunk_end(
     tx: &Transaction<'_>,
+    p: &Projection,
     lo: Option<i64>,
     hi: Option<i64>,
     n: u64,
 ) -> Result<Option<i64>, tokio_postgres::Error> {
     let (lo, hi) = (bound(lo, false), bound(hi, true));
     let n = i64::try_from(n).unwrap_or(i64::MAX);
-    let row = tx.query_opt(sql::LEDGER_CHUNK_END, &[&lo, &hi, &n]).await?;
+    let row = tx.query_opt(&p.chunk_end_sql, &[&lo, &hi, &n]).await?;
     row.map(|r| r.try_get(0)).transpose()
 }
 

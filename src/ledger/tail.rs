@@ -21,7 +21,47 @@ use serde::{Deserialize, Serialize};
 
 use super::read::{self, Projection};
 use super::Ledger;
+use crate::db::give_way::{self, GiveWay};
 use crate::db::{self, DbError};
+
+/// Runs `$read` (an expression making a read's future, evaluated again for each try) through
+/// `$watch`, on `$client`'s session; a read that gave way to a waiting DDL starts again after a
+/// pause, up to `give_way::MAX_TRIES` times.
+macro_rules! giving_way {
+    ($watch:expr, $client:expr, $read:expr) => {{
+        let mut tries = 1;
+        loop {
+            let pid = GiveWay::pid($client).await?;
+            match $watch.run(pid, $read).await {
+                Err(DbError::GaveWay) if tries < give_way::MAX_TRIES => {
+                    tries += 1;
+                    tokio::time::sleep(give_way::PAUSE).await;
+                }
+                r => break r,
+            }
+        }
+    }};
+}
+
+/// Fails a read planned for other tables than the database has now: LiteLLM's partitioning
+/// script moved the spend log aside (then `LiteLLM_SpendLogs_legacy` must be read too), or the
+/// old table was dropped. The caller plans again and repeats the read.
+fn same_tables(p: &Projection, snap: &read::Snap) -> Result<(), DbError> {
+    if p.reads_legacy() == snap.has_legacy {
+        Ok(())
+    } else {
+        Err(DbError::SpendLogReplaced)
+    }
+}
+
+/// Where a window read starts.
+#[derive(Debug, Clone, Copy)]
+enum From {
+    /// At this `startTime` (ms).
+    At(i64),
+    /// This many ms before the database's clock, as the read's snapshot sees it.
+    Back(i64),
+}
 
 /// Rows are forgotten this long after they leave the lateness window, so that a database clock
 /// stepping backwards cannot make a remembered row look new.
@@ -229,7 +269,11 @@ impl Tail {
     /// a busy last hour, a slow database) is retried a quarter as wide and a quarter as many
     /// rows, rather than timing out again forever.
     fn shrink_on_timeout(&mut self, e: tokio_postgres::Error) -> tokio_postgres::Error {
-        if e.code() == Some(&tokio_postgres::error::SqlState::QUERY_CANCELED) {
+        // A read cancelled to give way (`give_way`) has the same SQLSTATE and another message.
+        let timed_out = e.code() == Some(&tokio_postgres::error::SqlState::QUERY_CANCELED)
+            && e.as_db_error()
+                .is_none_or(|d| d.message().contains("statement timeout"));
+        if timed_out {
             self.cursor.chunk_ms = (self.cursor.chunk_ms / 4).max(MIN_CHUNK_MS);
             self.chunk_rows = (self.chunk_rows / 4).max(MIN_CHUNK_ROWS);
         }
@@ -241,10 +285,11 @@ impl Tail {
     async fn cut(
         &mut self,
         tx: &tokio_postgres::Transaction<'_>,
+        p: &Projection,
         lo: Option<i64>,
         hi: Option<i64>,
     ) -> Result<(Option<i64>, bool), tokio_postgres::Error> {
-        let end = read::chunk_end(tx, lo, hi, self.chunk_rows)
+        let end = read::chunk_end(tx, p, lo, hi, self.chunk_rows)
             .await
             .map_err(|e| self.shrink_on_timeout(e))?;
         Ok(match end {
@@ -285,7 +330,7 @@ impl Tail {
             let (hi, cut) = if by_rows {
                 // The cut walks the index in order; the rows are read in page order.
                 read::allow_index_order(tx).await?;
-                let cut = self.cut(tx, Some(lo), hi).await?;
+                let cut = self.cut(tx, p, Some(lo), hi).await?;
                 read::prefer_page_order(tx).await?;
                 cut
             } else {
@@ -307,6 +352,56 @@ impl Tail {
         }
     }
 
+    /// `read_window` in a transaction of its own: the snapshot it was read in, and its rows.
+    async fn read_in_one_snapshot(
+        &mut self,
+        client: &mut deadpool_postgres::Object,
+        p: &Projection,
+        from: From,
+        since: i64,
+        by_rows: bool,
+    ) -> Result<(read::Snap, Vec<super::RawRow>), DbError> {
+        let tx = db::read_tx(client).await?;
+        let snap = read::snapshot(&tx).await?;
+        same_tables(p, &snap)?;
+        let lo = match from {
+            From::At(ms) => ms,
+            From::Back(ms) => snap.now_ms - ms,
+        };
+        let rows = self.read_window(&tx, p, lo, &snap, since, by_rows).await?;
+        tx.commit().await?;
+        Ok((snap, rows))
+    }
+
+    /// One catch-up chunk from `lo` towards `hi` (cut short at `chunk_rows` rows) in a
+    /// transaction of its own, counted apart from `ledger`: the chunk, where it ended, whether
+    /// it was cut, its rows.
+    #[allow(clippy::too_many_arguments)]
+    async fn read_chunk(
+        &mut self,
+        client: &mut deadpool_postgres::Object,
+        ledger: &Ledger,
+        p: &Projection,
+        lo: Option<i64>,
+        hi: i64,
+        since: i64,
+    ) -> Result<(Ledger, i64, bool, u64), DbError> {
+        let tx = db::read_tx(client).await?;
+        let snap = read::snapshot(&tx).await?;
+        same_tables(p, &snap)?;
+        let xmax = if since == 0 { 0 } else { snap.xmax };
+        let (cut_hi, cut) = self.cut(&tx, p, lo, Some(hi)).await?;
+        let hi = cut_hi.unwrap_or(hi);
+        let mut chunk = ledger.chunk();
+        let n = read::each_row(&tx, p, lo, Some(hi), since, xmax, |r| {
+            chunk.apply_row(r, false, &p.thresholds);
+        })
+        .await
+        .map_err(|e| self.shrink_on_timeout(e))?;
+        tx.commit().await?;
+        Ok((chunk, hi, cut, n))
+    }
+
     /// About how many rows the rest of this catch-up reads, for its progress message: the
     /// planner's estimate of the table's rows (`read::row_estimate`) times the share of the
     /// history's time span still ahead of it (history taken as evenly spread: an estimate, and
@@ -315,6 +410,7 @@ impl Tail {
     pub async fn catch_up_estimate(
         &self,
         client: &mut deadpool_postgres::Object,
+        p: &Projection,
     ) -> Result<Option<f64>, DbError> {
         let Phase::CatchUp {
             next_ms,
@@ -327,7 +423,7 @@ impl Tail {
         let tx = db::read_tx(client).await?;
         let snap = read::snapshot(&tx).await?;
         let total = read::row_estimate(&tx).await?;
-        let oldest = read::oldest_start(&tx).await?;
+        let oldest = read::oldest_start(&tx, p).await?;
         tx.commit().await?;
         let (Some(total), Some(oldest)) = (total, oldest) else {
             return Ok(None);
@@ -349,6 +445,7 @@ impl Tail {
     pub async fn catch_up(
         &mut self,
         client: &mut deadpool_postgres::Object,
+        watch: &GiveWay,
         ledger: &mut Ledger,
         p: &Projection,
         mut progress: impl FnMut(Progress) -> ControlFlow<()>,
@@ -368,7 +465,8 @@ impl Tail {
             None => {
                 let tx = db::read_tx(client).await?;
                 let snap = read::snapshot(&tx).await?;
-                let oldest = read::oldest_start(&tx).await?;
+                same_tables(p, &snap)?;
+                let oldest = read::oldest_start(&tx, p).await?;
                 tx.commit().await?;
                 let end = snap.now_ms - self.lateness_ms();
                 // The first chunk reads from -infinity up to one chunk past the oldest row, so
@@ -396,24 +494,14 @@ impl Tail {
             // Old rows are streamed and counted one by one in Rust: measured faster than
             // grouping them in SQL (a GROUP BY over ~25 text columns with ~100 aggregates spills
             // to disk), and it is the same path the polls use, so both count the same thing.
-            let tx = db::read_tx(client).await?;
-            let xmax = if since == 0 {
-                0
-            } else {
-                read::snapshot(&tx).await?.xmax
-            };
             // Counted apart, and absorbed only once the whole chunk has been read (see
             // `Ledger::absorb`); the position moves past the chunk before anything else awaits,
             // so that no later failure makes it read again.
-            let (cut_hi, cut) = self.cut(&tx, lo, Some(hi)).await?;
-            let hi = cut_hi.unwrap_or(hi);
-            let mut chunk = ledger.chunk();
-            let n = read::each_row(&tx, p, lo, Some(hi), since, xmax, |r| {
-                chunk.apply_row(r, false, &p.thresholds);
-            })
-            .await
-            .map_err(|e| self.shrink_on_timeout(e))?;
-            tx.commit().await?;
+            let (chunk, hi, cut, n) = giving_way!(
+                watch,
+                client,
+                self.read_chunk(client, ledger, p, lo, hi, since)
+            )?;
             ledger.absorb(chunk);
             self.cursor.phase = Phase::CatchUp {
                 next_ms: Some(hi),
@@ -430,7 +518,7 @@ impl Tail {
                 // twelve thousand empty chunks). Rows written into the gap from now on are
                 // older than the lateness window: too late by definition, like any such row.
                 let tx = db::read_tx(client).await?;
-                let next = read::next_start(&tx, hi).await?;
+                let next = read::next_start(&tx, p, hi).await?;
                 tx.commit().await?;
                 next_ms = Some(next.map_or(end_ms, |n| n.clamp(hi, end_ms)));
             }
@@ -451,10 +539,11 @@ impl Tail {
         }
 
         // The lateness window: remembered, in one snapshot whose xmin starts the polls.
-        let tx = db::read_tx(client).await?;
-        let snap = read::snapshot(&tx).await?;
-        let rows = self.read_window(&tx, p, end_ms, &snap, since, true).await?;
-        tx.commit().await?;
+        let (snap, rows) = giving_way!(
+            watch,
+            client,
+            self.read_in_one_snapshot(client, p, From::At(end_ms), since, true)
+        )?;
         for r in rows {
             ledger.apply_row(r, true, &p.thresholds);
         }
@@ -471,6 +560,7 @@ impl Tail {
     pub async fn poll(
         &mut self,
         client: &mut deadpool_postgres::Object,
+        watch: &GiveWay,
         ledger: &mut Ledger,
         p: &Projection,
     ) -> Result<PollResult, DbError> {
@@ -488,12 +578,11 @@ impl Tail {
         } else {
             self.cursor.since[due]
         };
-        let tx = db::read_tx(client).await?;
-        let snap = read::snapshot(&tx).await?;
-        let rows = self
-            .read_window(&tx, p, snap.now_ms - window, &snap, since, false)
-            .await?;
-        tx.commit().await?;
+        let (snap, rows) = giving_way!(
+            watch,
+            client,
+            self.read_in_one_snapshot(client, p, From::Back(window), since, false)
+        )?;
 
         let mut result = PollResult {
             rows_read: rows.len(),

@@ -7,6 +7,7 @@ use std::ops::ControlFlow;
 use std::time::Duration;
 
 use litellm_exporter::catalogue::{DEFAULT_BUCKETS, LATENCY_BUCKETS};
+use litellm_exporter::db::give_way::GiveWay;
 use litellm_exporter::db::{self, PoolSettings};
 use litellm_exporter::ledger::class::{ClassKey, Dims};
 use litellm_exporter::ledger::read::Projection;
@@ -33,10 +34,10 @@ fn tail(chunk_ms: i64) -> Tail {
 }
 
 /// A read session on the test database, and the projection of every dimension.
-async fn reader(url: &str) -> (deadpool_postgres::Object, Projection) {
+async fn reader(url: &str) -> (deadpool_postgres::Object, Projection, GiveWay) {
     let target = db::parse_url(url).expect("url");
     let settings = PoolSettings {
-        size: 1,
+        size: 2,
         statement_timeout: Duration::from_secs(15),
         connect_timeout: Duration::from_secs(5),
     };
@@ -51,7 +52,8 @@ async fn reader(url: &str) -> (deadpool_postgres::Object, Projection) {
         false,
         &[],
     );
-    (client, p)
+    let watch = GiveWay::new(pool.clone(), prometheus::IntCounter::new("t", "t").expect("counter"));
+    (client, p, watch)
 }
 
 fn totals(l: &Ledger) -> HashMap<ClassKey, ClassAcc> {
@@ -96,15 +98,15 @@ async fn chunked_window_reads_count_what_one_read_counts() {
     insert_row(&c, "future-1", -30.0, "team-a", 2.0, 5, false).await;
     insert_row(&c, "future-2", -3600.0, "team-b", 3.0, 6, false).await;
 
-    let (mut client, p) = reader(&db.url).await;
+    let (mut client, p, w) = reader(&db.url).await;
 
     // One statement per window against chunks of one second (widening as they prove fast).
     let (mut one, mut many) = (tail(31 * 24 * 3600 * 1000), tail(1000));
     let (mut l1, mut l2) = (Ledger::default(), Ledger::default());
-    one.catch_up(&mut client, &mut l1, &p, |_| ControlFlow::Continue(()))
+    one.catch_up(&mut client, &w, &mut l1, &p, |_| ControlFlow::Continue(()))
         .await
         .expect("catch-up");
-    many.catch_up(&mut client, &mut l2, &p, |_| ControlFlow::Continue(()))
+    many.catch_up(&mut client, &w, &mut l2, &p, |_| ControlFlow::Continue(()))
         .await
         .expect("catch-up");
     assert_eq!(l1.stats.rows_ingested, 542);
@@ -118,7 +120,7 @@ async fn chunked_window_reads_count_what_one_read_counts() {
     // of the nested windows (2, 8, 32, 60 min, read every 1, 4, 16, 30 polls) are found by the
     // first read of a window that reaches them, whatever the chunk size, and not counted again.
     for (t, l) in [(&mut one, &mut l1), (&mut many, &mut l2)] {
-        let r = t.poll(&mut client, l, &p).await.expect("poll");
+        let r = t.poll(&mut client, &w, l, &p).await.expect("poll");
         assert_eq!((r.window_ms / 60_000, r.new_rows), (60, 0));
     }
     for (id, ago) in [
@@ -132,7 +134,7 @@ async fn chunked_window_reads_count_what_one_read_counts() {
     for (t, l) in [(&mut one, &mut l1), (&mut many, &mut l2)] {
         let mut found = Vec::new();
         for _ in 1..=30 {
-            let r = t.poll(&mut client, l, &p).await.expect("poll");
+            let r = t.poll(&mut client, &w, l, &p).await.expect("poll");
             if r.new_rows > 0 {
                 found.push((r.window_ms / 60_000, r.new_rows));
             }
@@ -180,7 +182,7 @@ async fn catch_up_chunks_are_cut_where_history_turns_dense() {
         let age = 600.0 + 0.05 * i as f64;
         insert_row(&c, &format!("hour-{i}"), age, "team-a", 0.5, i, false).await;
     }
-    let (mut client, p) = reader(&db.url).await;
+    let (mut client, p, w) = reader(&db.url).await;
 
     // Chunks a month wide: by time alone, the first chunk would hold all 115 older rows.
     let month = 31 * 24 * 3600 * 1000;
@@ -189,12 +191,12 @@ async fn catch_up_chunks_are_cut_where_history_turns_dense() {
     bounded.chunk_rows = 10;
     let (mut l1, mut l2) = (Ledger::default(), Ledger::default());
     whole
-        .catch_up(&mut client, &mut l1, &p, |_| ControlFlow::Continue(()))
+        .catch_up(&mut client, &w, &mut l1, &p, |_| ControlFlow::Continue(()))
         .await
         .expect("catch-up");
     let mut chunks = vec![(None, 0)];
     bounded
-        .catch_up(&mut client, &mut l2, &p, |pr| {
+        .catch_up(&mut client, &w, &mut l2, &p, |pr| {
             chunks.push((Some(pr.done_ms), pr.rows));
             ControlFlow::Continue(())
         })
@@ -237,7 +239,7 @@ async fn a_catch_up_stopped_between_chunks_resumes_from_its_state_file() {
         )
         .await;
     }
-    let (mut client, p) = reader(&db.url).await;
+    let (mut client, p, w) = reader(&db.url).await;
 
     // A shutdown after the third chunk of an hour each: three hours of the oldest history read.
     let hour = 3600 * 1000;
@@ -246,7 +248,7 @@ async fn a_catch_up_stopped_between_chunks_resumes_from_its_state_file() {
     let mut ledger = Ledger::default();
     let mut chunks = 0;
     let done = stopped
-        .catch_up(&mut client, &mut ledger, &p, |_| {
+        .catch_up(&mut client, &w, &mut ledger, &p, |_| {
             chunks += 1;
             if chunks == 3 {
                 ControlFlow::Break(())
@@ -280,7 +282,7 @@ async fn a_catch_up_stopped_between_chunks_resumes_from_its_state_file() {
     assert_eq!(database, "db");
     let mut resumed = Tail::new(stopped.cfg.clone(), cursor);
     let done = resumed
-        .catch_up(&mut client, &mut resumed_ledger, &p, |_| {
+        .catch_up(&mut client, &w, &mut resumed_ledger, &p, |_| {
             ControlFlow::Continue(())
         })
         .await
@@ -292,7 +294,7 @@ async fn a_catch_up_stopped_between_chunks_resumes_from_its_state_file() {
     let mut whole = tail(hour);
     let mut l = Ledger::default();
     whole
-        .catch_up(&mut client, &mut l, &p, |_| ControlFlow::Continue(()))
+        .catch_up(&mut client, &w, &mut l, &p, |_| ControlFlow::Continue(()))
         .await
         .expect("catch-up");
     assert_eq!(l.stats.rows_ingested, 122);
