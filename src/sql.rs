@@ -29,6 +29,13 @@ pub const BACKEND_PID: &str = include_str!("../sql/backend_pid.sql");
 /// Replaces every `{{name}}` in `template`. Panics on a placeholder left unfilled, which would be
 /// a programming error caught by the tests that run every statement.
 pub fn fill(template: &str, values: &[(&str, &str)]) -> String {
+    // A placeholder in a comment would receive a multi-line value whose later lines are SQL.
+    debug_assert!(
+        !template
+            .lines()
+            .any(|l| l.split_once("--").is_some_and(|(_, c)| c.contains("{{"))),
+        "placeholder in an SQL comment: {template}"
+    );
     let mut out = template.to_string();
     for (name, value) in values {
         out = out.replace(&format!("{{{{{name}}}}}"), value);

@@ -1,6 +1,6 @@
 -- The oldest finite startTime, to plan the chunks of the start-up rebuild.
 -- Uses the "startTime" index (an index endpoint read, not a scan). Privilege: SELECT.
--- {{start_times}}: the spend log, or with LiteLLM_SpendLogs_legacy (sql/ledger/with_legacy.sql).
+-- Placeholder start_times: the spend log, or with LiteLLM_SpendLogs_legacy (sql/ledger/with_legacy.sql).
 SELECT (extract(epoch FROM min("startTime")) * 1000)::bigint
 FROM {{start_times}} s
 WHERE "startTime" > '-infinity'::timestamp

@@ -8,7 +8,7 @@
 -- Uses the "startTime" index only (an index-only scan where pages are all-visible), at most
 --          N+1 entries of it: measured 40 ms for 100k entries, about 3 % of reading those rows.
 -- Privilege: SELECT on "LiteLLM_SpendLogs" (and on "LiteLLM_SpendLogs_legacy" where it exists).
--- {{start_times}}: the spend log, or with LiteLLM_SpendLogs_legacy (sql/ledger/with_legacy.sql).
+-- Placeholder start_times: the spend log, or with LiteLLM_SpendLogs_legacy (sql/ledger/with_legacy.sql).
 -- Parameters: $1 lower startTime bound (text, inclusive), $2 upper bound (text, exclusive),
 --             $3 N (bigint). Infinite startTimes are left out: their epoch is no bigint, and the
 --             chunk that reaches them reads them anyway.

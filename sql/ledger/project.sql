@@ -9,9 +9,9 @@
 --          substituted by the exporter (each double-brace placeholder becomes a column or a NULL
 --          literal).
 -- Privilege: SELECT on "LiteLLM_SpendLogs" (and on "LiteLLM_SpendLogs_legacy" where it exists).
--- {{table}} is the spend log; where LiteLLM's partitioning script left the old table aside, the
+-- Placeholder table: the spend log; where LiteLLM's partitioning script left the old table aside, the
 --   same statement is read from "LiteLLM_SpendLogs_legacy" too, joined by UNION ALL, with
---   {{not_copied}} (sql/ledger/not_copied.sql) keeping only its rows that are not also in the
+--   placeholder not_copied (sql/ledger/not_copied.sql) keeping only its rows that are not also in the
 --   new table (empty for the spend log itself).
 -- Parameters: $1 lower startTime bound (text, inclusive), $2 upper bound (text, exclusive),
 --             $3 only rows whose creating transaction id (xid8, as bigint) is >= this; 0 = all,

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::exporter::{Exporter, FAST};
+use super::partitions::Layout;
 use super::support::{fresh_db, Schema};
 use super::truth::{insert_row, settle};
 
@@ -48,7 +49,12 @@ fn args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
 
 #[tokio::test]
 async fn late_rows_are_counted_once() {
-    let db = fresh_db(Schema::New);
+    late_rows_are_counted_once_on(Layout::Plain).await
+}
+
+/// Also run on the partitioned spend log (`partitions.rs`).
+pub(super) async fn late_rows_are_counted_once_on(layout: Layout) {
+    let db = layout.fresh_db();
     let c = db.client().await;
     baseline(&c, 200).await;
     // Nested windows of 1, 4, 16 and 60 min, read every 1, 4, 16 and 60 polls: each late row
@@ -76,7 +82,12 @@ async fn late_rows_are_counted_once() {
 
 #[tokio::test]
 async fn rows_rewritten_in_place_add_only_their_growth() {
-    let db = fresh_db(Schema::New);
+    rows_rewritten_in_place_add_only_their_growth_on(Layout::Plain).await
+}
+
+/// Also run on the partitioned spend log (`partitions.rs`).
+pub(super) async fn rows_rewritten_in_place_add_only_their_growth_on(layout: Layout) {
+    let db = layout.fresh_db();
     let c = db.client().await;
     baseline(&c, 50).await;
     insert_row(&c, "batch-cost", 10.0, "team-a", 0.0, 0, false).await;
@@ -103,7 +114,12 @@ async fn rows_rewritten_in_place_add_only_their_growth() {
 
 #[tokio::test]
 async fn transactions_that_commit_late_are_counted() {
-    let db = fresh_db(Schema::New);
+    transactions_that_commit_late_are_counted_on(Layout::Plain).await
+}
+
+/// Also run on the partitioned spend log (`partitions.rs`).
+pub(super) async fn transactions_that_commit_late_are_counted_on(layout: Layout) {
+    let db = layout.fresh_db();
     let c = db.client().await;
     baseline(&c, 40).await;
     let e = Exporter::start(&db.url, &args(&[]));
@@ -142,7 +158,12 @@ fn counters(s: &super::exporter::Scrape) -> BTreeMap<String, f64> {
 
 #[tokio::test]
 async fn restarts_continue_from_the_same_values() {
-    let db = fresh_db(Schema::New);
+    restarts_continue_from_the_same_values_on(Layout::Plain).await
+}
+
+/// Also run on the partitioned spend log (`partitions.rs`).
+pub(super) async fn restarts_continue_from_the_same_values_on(layout: Layout) {
+    let db = layout.fresh_db();
     let c = db.client().await;
     baseline(&c, 120).await;
     let e = Exporter::start(&db.url, &args(&[]));
@@ -181,7 +202,12 @@ async fn restarts_continue_from_the_same_values() {
 
 #[tokio::test]
 async fn retention_deletes_never_decrease_counters() {
-    let db = fresh_db(Schema::New);
+    retention_deletes_never_decrease_counters_on(Layout::Plain).await
+}
+
+/// Also run on the partitioned spend log (`partitions.rs`).
+pub(super) async fn retention_deletes_never_decrease_counters_on(layout: Layout) {
+    let db = layout.fresh_db();
     let c = db.client().await;
     baseline(&c, 150).await;
     let dir = tempfile::tempdir().expect("tmp");
@@ -347,7 +373,12 @@ async fn without_pg_control_system_the_state_file_is_tied_to_the_url() {
 
 #[tokio::test]
 async fn two_exporters_serve_identical_values() {
-    let db = fresh_db(Schema::New);
+    two_exporters_serve_identical_values_on(Layout::Plain).await
+}
+
+/// Also run on the partitioned spend log (`partitions.rs`).
+pub(super) async fn two_exporters_serve_identical_values_on(layout: Layout) {
+    let db = layout.fresh_db();
     let c = db.client().await;
     baseline(&c, 100).await;
     let a = Exporter::start(&db.url, &args(&[]));

@@ -18,6 +18,7 @@ mod harness;
 mod locks;
 mod memory;
 mod outage;
+mod partitions;
 mod plan;
 mod projection;
 mod readiness;

@@ -18,6 +18,20 @@ pub struct Truth {
 
 /// `old` = the 0.1.1 schema, which has no status column (failures are marked in metadata).
 pub async fn truth(client: &tokio_postgres::Client, old: bool) -> Truth {
+    truth_of(client, old, "\"LiteLLM_SpendLogs\"").await
+}
+
+/// Every request LiteLLM wrote that is still stored, once: the spend log and the old table
+/// LiteLLM's partitioning script moved aside, whose rows may also have been copied into the new
+/// one (told apart by request_id alone, unlike the exporter, which also compares startTime); a
+/// request in both is taken from the spend log, where LiteLLM may have rewritten it since.
+pub const WITH_LEGACY: &str = "(SELECT DISTINCT ON (request_id) * FROM (
+        SELECT 0 AS from_legacy, * FROM \"LiteLLM_SpendLogs\"
+        UNION ALL SELECT 1, * FROM \"LiteLLM_SpendLogs_legacy\") u
+    ORDER BY request_id, from_legacy) s";
+
+/// [`truth`] over the rows of `from` (a FROM item).
+pub async fn truth_of(client: &tokio_postgres::Client, old: bool, from: &str) -> Truth {
     let failed = if old {
         "coalesce(metadata->>'status', '') = 'failure'"
     } else {
@@ -28,7 +42,7 @@ pub async fn truth(client: &tokio_postgres::Client, old: bool) -> Truth {
                 (count(*) FILTER (WHERE {failed}))::float8,
                 coalesce(sum(spend) FILTER (WHERE NOT ({failed})), 0)::float8,
                 coalesce(sum(total_tokens) FILTER (WHERE NOT ({failed})), 0)::float8
-         FROM \"LiteLLM_SpendLogs\" GROUP BY 1"
+         FROM {from} GROUP BY 1"
     );
     let mut t = Truth {
         requests_by_team: BTreeMap::new(),
@@ -106,15 +120,26 @@ pub fn compare(s: &Scrape, t: &Truth) -> Result<(), String> {
 /// Waits until the exporter's counters equal the SQL truth, then waits three more poll
 /// intervals and checks again (a value that only passed through the truth fails).
 pub async fn settle(e: &Exporter, client: &tokio_postgres::Client, old: bool) -> Scrape {
+    settle_on(e, client, old, "\"LiteLLM_SpendLogs\"").await
+}
+
+/// [`settle`] against the truth of the rows of `from` (a FROM item).
+pub async fn settle_on(
+    e: &Exporter,
+    client: &tokio_postgres::Client,
+    old: bool,
+    from: &str,
+) -> Scrape {
+    let truth = |c| truth_of(c, old, from);
     let start = Instant::now();
     loop {
-        let t = truth(client, old).await;
+        let t = truth(client).await;
         let s = e.scrape().await;
         match compare(&s, &t) {
             Ok(()) => {
                 tokio::time::sleep(Duration::from_millis(700)).await;
                 let s2 = e.scrape().await;
-                if let Err(why) = compare(&s2, &truth(client, old).await) {
+                if let Err(why) = compare(&s2, &truth(client).await) {
                     panic!("counters moved away from the SQL truth: {why}");
                 }
                 return s2;
