@@ -146,9 +146,10 @@ def _run(c, work, procs, bin_path, db_url, psql, seed_log):
     c.check("added 3 rows with audio, image and video usage", p.returncode == 0 and p.stdout.strip() == "3", p.stderr + p.stdout)
 
     # The exporter, polling every second, with the shipped config (deploy/litellm-exporter.yaml:
-    # the narrow label selection compose and Kubernetes run, so every dashboard query below is
-    # checked against the labels it actually gets) plus customer budgets on (LiteLLM's opt-in
-    # setting, for the official dashboards' customer panels).
+    # the narrow label selection compose and Kubernetes run, carried in the proxy configs they
+    # give the exporter, which the static checks prove export the same; so every dashboard query
+    # below is checked against the labels it actually gets) plus customer budgets on (LiteLLM's
+    # opt-in setting, for the official dashboards' customer panels).
     exp_port = free_port()
     shipped = (DEPLOY / "litellm-exporter.yaml").read_text()
     c.check("deploy/litellm-exporter.yaml selects labels (prometheus_metrics_config with include_labels)",

@@ -27,7 +27,7 @@ def main():
     c = Checker()
     if args.only != "live":
         import static_checks
-        static_checks.run_all(c, args.work)
+        static_checks.run_all(c, args.work, args.bin)
     if args.only != "static":
         import live_checks
         live_checks.run_all(c, args.work, args.bin, args.db_url, shlex.split(args.psql), args.seed_log)

@@ -1,5 +1,6 @@
 """Offline checks of deploy/, the Dockerfile and .dockerignore with the real tools: promtool,
-amtool, kubernetes-validate, check-jsonschema, kubectl's kustomize (when installed) and cargo."""
+amtool, kubernetes-validate, check-jsonschema, kubectl's kustomize (when installed), cargo and the
+exporter's own check-config."""
 import json
 import os
 import re
@@ -7,6 +8,11 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+try:
+    import yaml  # PyYAML, installed with kubernetes-validate
+except ImportError:
+    yaml = None
 
 import check_dockerfile
 from checker import HERE, ROOT, rel
@@ -16,12 +22,13 @@ SCHEMAS = HERE / "schemas"
 CRD_SCHEMAS = {"ServiceMonitor": SCHEMAS / "servicemonitor.json", "PrometheusRule": SCHEMAS / "prometheusrule.json"}
 
 
-def run_all(c, work):
+def run_all(c, work, bin_path):
     dockerfile(c, work)
     prometheus(c, work)
     alertmanager(c)
     compose(c)
     kubernetes(c, work)
+    proxy_config(c, work, bin_path)
     grafana(c)
     demo(c)
 
@@ -175,7 +182,8 @@ def compose(c):
     cfg = (d / "litellm/config.yaml").read_text()
     models = len(re.findall(r"(?m)^\s*- model_name:", cfg))
     c.check("LiteLLM config: every model is a mock (no provider key needed)",
-            models >= 1 and models == len(re.findall(r"(?m)^\s*mock_response:", cfg)) and "api_key" not in cfg)
+            models >= 1 and models == len(re.findall(r"(?m)^\s*mock_response:", cfg))
+            and not re.search(r"(?m)^\s*api_key:", cfg))
     prom = (DEPLOY / "prometheus/prometheus.yml").read_text()
     c.check("prometheus.yml targets the compose services (litellm-exporter:10410, alertmanager:9093)",
             '"litellm-exporter:10410"' in prom and '"alertmanager:9093"' in prom
@@ -261,14 +269,6 @@ def kubernetes(c, work):
         dirs_ok = all((k.parent / r / "kustomization.yaml").exists() for r in refs if (k.parent / r).is_dir())
         c.check(f"{rel(k)}: all {len(refs)} references exist", refs and not missing and dirs_ok, missing)
         resource_files |= {(k.parent / r).resolve() for r in yaml_list(text, "resources") if (k.parent / r).is_file()}
-    # The overlays' exporter config: kustomize reads files only inside a kustomization's
-    # directory, so each overlay holds a copy of deploy/litellm-exporter.yaml (the one compose
-    # mounts and the live checks run); a copy that drifted would deploy other labels.
-    shipped = (DEPLOY / "litellm-exporter.yaml").read_bytes()
-    for overlay in ("standalone", "sidecar"):
-        copy = kdir / "overlays" / overlay / "litellm-exporter.yaml"
-        c.check(f"{rel(copy)} is identical to deploy/litellm-exporter.yaml",
-                copy.exists() and copy.read_bytes() == shipped, "differs or missing: cp deploy/litellm-exporter.yaml " + rel(copy))
     # Each resource file on its own (what can be checked without kustomize), plus the example secret.
     for f in sorted(resource_files | {(kdir / "secret.example.yaml").resolve()}):
         validate_docs(c, rel(f), split_docs(f.read_text()), work)
@@ -295,6 +295,201 @@ def kubernetes(c, work):
                       + split_docs((kdir / "base/service.yaml").read_text()), work, SCHEMAS / "policy-standalone.json")
         validate_docs(c, "sidecar files", split_docs((kdir / "overlays/sidecar/deployment.yaml").read_text()),
                       work, SCHEMAS / "policy-sidecar.json")
+
+
+# ---- the proxy's own config file -----------------------------------------------------------------
+# The exporter is given the file the LiteLLM proxy runs, not a second file that could drift from
+# it: compose mounts the proxy's config.yaml into both services, the sidecar overlay mounts the
+# proxy's ConfigMap into both containers, the standalone overlay mounts the proxy's ConfigMap (the
+# operator's, named in its deployment.yaml). Read with PyYAML (a dependency of
+# kubernetes-validate), so that a mount or flag written another way is still found.
+
+def flag_value(args, flag):
+    """The value of `--flag=value` or `--flag value` in a command list, else None."""
+    args = [str(a) for a in (args or [])]
+    for i, a in enumerate(args):
+        if a.startswith(flag + "="):
+            return a[len(flag) + 1:]
+        if a == flag and i + 1 < len(args):
+            return args[i + 1]
+    return None
+
+
+def compose_mounts(service):
+    """(source, target, read_only) of a compose service's volumes, short or long syntax."""
+    out = []
+    for v in service.get("volumes") or []:
+        if isinstance(v, dict):
+            out.append((v.get("source"), v.get("target"), bool(v.get("read_only"))))
+        else:
+            parts = str(v).split(":")
+            out.append((parts[0], parts[1] if len(parts) > 1 else parts[0], len(parts) > 2 and "ro" in parts[2].split(",")))
+    return out
+
+
+def env_names(env):
+    """Variable names of a compose `environment` (map or list) or a container's `env`."""
+    if isinstance(env, dict):
+        return set(env)
+    return {e["name"] if isinstance(e, dict) else str(e).split("=", 1)[0] for e in env or []}
+
+
+def database_url_variable(proxy_cfg):
+    """NAME of `general_settings.database_url: os.environ/NAME`, else None."""
+    url = ((proxy_cfg or {}).get("general_settings") or {}).get("database_url")
+    return url[len("os.environ/"):] if isinstance(url, str) and url.startswith("os.environ/") else None
+
+
+def container(pod, name):
+    return next((k for k in pod.get("containers", []) if k.get("name") == name), None)
+
+
+def configmap_file(pod, cont, path):
+    """(ConfigMap name, key, mounted read-only) of the file `path` in container `cont`, or
+    (None, why). The most specific mount holding the path wins, as in the kubelet."""
+    if not path:
+        return None, "no such flag"
+    volumes = {v.get("name"): v for v in pod.get("volumes", [])}
+    for m in sorted(cont.get("volumeMounts", []), key=lambda m: -len(m.get("mountPath", ""))):
+        mount = m.get("mountPath", "").rstrip("/")
+        if m.get("subPath"):
+            if mount != path:
+                continue
+            name_in_volume = m["subPath"]
+        elif path.startswith(mount + "/"):
+            name_in_volume = path[len(mount) + 1:]
+        else:
+            continue
+        cm = (volumes.get(m.get("name")) or {}).get("configMap")
+        if not cm:
+            return None, f"{path} is on volume {m.get('name')!r}, which is not a ConfigMap"
+        items = cm.get("items")
+        key = next((i.get("key") for i in items if i.get("path") == name_in_volume), None) if items else name_in_volume
+        if key is None:
+            return None, f"ConfigMap {cm.get('name')!r} projects no key to {name_in_volume!r}"
+        return (cm.get("name"), key, m.get("readOnly") is True), ""
+    return None, f"no volume mount of container {cont.get('name')!r} holds {path}"
+
+
+def deployment_pod(path, name=None):
+    docs = [d for d in yaml.safe_load_all(path.read_text()) if d and d.get("kind") == "Deployment"]
+    d = next((d for d in docs if name is None or d["metadata"]["name"] == name), None)
+    return d["spec"]["template"]["spec"] if d else {}
+
+
+def family_lines(out):
+    """The "Exported families and labels" lines of check-config's output."""
+    return re.findall(r"(?m)^  (litellm_\w+ \[.*\])$", out)
+
+
+def check_config_run(bin_path, path, env_vars):
+    """check-config FILE in an environment holding only PATH and env_vars (stand-in values)."""
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+    env.update({n: "postgresql://check-config@localhost:5432/litellm" for n in env_vars})
+    p = subprocess.run([bin_path, "check-config", str(path)], capture_output=True, text=True, timeout=60, env=env)
+    return p.returncode, p.stdout + p.stderr
+
+
+def proxy_config(c, work, bin_path):
+    if yaml is None:
+        c.check("the proxy's config file checks read YAML", False,
+                "python3 has no PyYAML module (it comes with kubernetes-validate; see scripts/test-deploy)")
+        return
+    # shape -> (the proxy config file it ships, the variables its exporter container sets)
+    shipped = {}
+
+    # docker compose: the exporter's --config.file is a read-only bind mount of the very file the
+    # litellm service's --config names.
+    d = DEPLOY / "docker-compose"
+    services = yaml.safe_load((d / "compose.yaml").read_text())["services"]
+    lit, exp = services.get("litellm", {}), services.get("litellm-exporter", {})
+    lit_path, exp_path = flag_value(lit.get("command"), "--config"), flag_value(exp.get("command"), "--config.file")
+    lit_src = next((s for s, t, _ in compose_mounts(lit) if t == lit_path), None)
+    exp_mount = next(((s, ro) for s, t, ro in compose_mounts(exp) if t == exp_path), None)
+    same = lit_src and exp_mount and (d / lit_src).resolve() == (d / exp_mount[0]).resolve()
+    c.check("compose: the exporter's --config.file is the proxy's own config (the file the litellm service runs), mounted read-only",
+            lit_src and same and exp_mount[1],
+            f"litellm: --config {lit_path} from {lit_src}; litellm-exporter: --config.file {exp_path} from "
+            f"{exp_mount[0] if exp_mount else None} (read-only: {exp_mount[1] if exp_mount else None})")
+    if lit_src and (d / lit_src).is_file():
+        shipped["compose"] = (d / lit_src, env_names(exp.get("environment")))
+        var = database_url_variable(yaml.safe_load(shipped["compose"][0].read_text()))
+        c.check(f"compose: the proxy config's database_url (os.environ/{var}) resolves in the exporter's container too",
+                var is None or var in shipped["compose"][1], f"{var} not in the exporter's environment {sorted(shipped['compose'][1])}")
+
+    # Kubernetes, sidecar: the exporter container's --config.file is on a read-only mount of the
+    # ConfigMap, and key, that the litellm container's --config is on.
+    kdir = DEPLOY / "kubernetes/overlays"
+    pod = deployment_pod(kdir / "sidecar/deployment.yaml", "litellm")
+    lit_c, exp_c = container(pod, "litellm") or {}, container(pod, "litellm-exporter") or {}
+    lit_file, why_l = configmap_file(pod, lit_c, flag_value(lit_c.get("args"), "--config"))
+    exp_file, why_e = configmap_file(pod, exp_c, flag_value(exp_c.get("args"), "--config.file"))
+    c.check("sidecar: the exporter's --config.file is the proxy's own ConfigMap and key (the litellm container's --config), mounted read-only",
+            lit_file and exp_file and lit_file[:2] == exp_file[:2] and exp_file[2],
+            f"litellm: {lit_file or why_l}; litellm-exporter: {exp_file or why_e}")
+    generated = yaml.safe_load((kdir / "sidecar/kustomization.yaml").read_text()).get("configMapGenerator") or []
+    source = next((kdir / "sidecar" / lit_file[1] for g in generated
+                   if lit_file and g.get("name") == lit_file[0] and lit_file[1] in (g.get("files") or [])), None)
+    c.check("sidecar: that ConfigMap is generated from a file of the overlay, under that key",
+            source is not None and source.is_file(), generated)
+    if source is not None and source.is_file():
+        shipped["sidecar"] = (source, env_names(exp_c.get("env")))
+        var = database_url_variable(yaml.safe_load(source.read_text()))
+        c.check(f"sidecar: the proxy config's database_url (os.environ/{var}) resolves in the exporter container too",
+                var is None or var in shipped["sidecar"][1], f"{var} not in the exporter's env {sorted(shipped['sidecar'][1])}")
+
+    # Kubernetes, standalone: the proxy's ConfigMap, which this overlay does not create (the
+    # operator's LiteLLM has it), by default under the sidecar's name and key.
+    pod = deployment_pod(kdir / "standalone/deployment.yaml", "litellm-exporter")
+    exp_c = container(pod, "litellm-exporter") or {}
+    std_file, why = configmap_file(pod, exp_c, flag_value(exp_c.get("args"), "--config.file"))
+    ours = yaml.safe_load((kdir / "standalone/kustomization.yaml").read_text()).get("configMapGenerator") or []
+    c.check("standalone: the exporter's --config.file is the proxy's ConfigMap (the sidecar's name and key, not one generated here), mounted read-only",
+            std_file and lit_file and std_file[:2] == lit_file[:2] and std_file[2] and not ours,
+            f"standalone: {std_file or why}; sidecar's proxy ConfigMap: {lit_file}; generated here: {ours}")
+    example_patch(c, work)
+
+    # The shipped proxy configs pass check-config as the exporter's containers see them, without a
+    # warning, and export exactly what deploy/litellm-exporter.yaml selects (the labels every
+    # dashboard, rule and alert was checked against).
+    if not bin_path or not Path(bin_path).is_file():
+        c.check("check-config on the shipped proxy configs", False, f"no exporter binary (--bin {bin_path})")
+        return
+    rc, out = check_config_run(bin_path, DEPLOY / "litellm-exporter.yaml", [])
+    wanted = family_lines(out)
+    c.check("check-config deploy/litellm-exporter.yaml passes", rc == 0 and wanted, f"exit {rc}: {out[-800:]}")
+    c.check("both shipped proxy configs found (compose, sidecar)", set(shipped) == {"compose", "sidecar"}, sorted(shipped))
+    for shape, (path, names) in sorted(shipped.items()):
+        rc, out = check_config_run(bin_path, path, names)
+        warnings = [line for line in out.splitlines() if line.startswith("warning:")]
+        c.check(f"check-config {rel(path)} passes without a warning in the {shape} exporter's environment "
+                f"({', '.join(sorted(names)) or 'no variables'})",
+                rc == 0 and "valid" in out and not warnings, f"exit {rc}: {out[-800:]}")
+        got = family_lines(out)
+        c.check(f"{rel(path)} exports the families and labels of deploy/litellm-exporter.yaml",
+                got and got == wanted, "\n".join(sorted(set(got) ^ set(wanted))) or "no families")
+
+
+def example_patch(c, work):
+    """The standalone kustomization's commented patch, enabled, points the exporter at another
+    ConfigMap (LiteLLM's Helm chart's name): rendered with kubectl's kustomize."""
+    kubectl = kustomize_capable_kubectl()
+    if not kubectl:
+        print("skip the standalone overlay's ConfigMap patch example (no kubectl with kustomize v4+)")
+        return
+    copy = work / "k8s-example"
+    shutil.rmtree(copy, ignore_errors=True)
+    shutil.copytree(DEPLOY / "kubernetes", copy)
+    k = copy / "overlays/standalone/kustomization.yaml"
+    k.write_text(enable_examples(k.read_text()))
+    p = subprocess.run([kubectl, "kustomize", str(k.parent)], capture_output=True, text=True, timeout=60)
+    pods = [d["spec"]["template"]["spec"] for d in yaml.safe_load_all(p.stdout or "") if d and d.get("kind") == "Deployment"]
+    pod = pods[0] if len(pods) == 1 else {}
+    exp_c = container(pod, "litellm-exporter") or {}
+    got, why = configmap_file(pod, exp_c, flag_value(exp_c.get("args"), "--config.file"))
+    c.check("standalone: the kustomization's example patch renders and names the exporter's proxy ConfigMap",
+            p.returncode == 0 and got is not None and got[0] == "litellm-litellm-helm-config" and got[1] == "config.yaml",
+            p.stderr.strip() or f"{got or why}")
 
 
 # ---- Grafana ------------------------------------------------------------------------------------
