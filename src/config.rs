@@ -21,6 +21,7 @@ use crate::ledger::tail::TailConfig;
 use crate::ledger::values::Thresholds;
 use crate::selection::{MetricsGroup, Selection};
 
+pub mod db_settings;
 mod litellm_keys;
 
 #[derive(Debug, thiserror::Error)]
@@ -210,6 +211,11 @@ pub struct FileConfig {
     /// Where `litellm_settings.prometheus_end_user_metrics_max_series_per_metric: null` turns
     /// LiteLLM's end-user cap off (absent means LiteLLM's default).
     pub end_user_cap_off: bool,
+    /// `section.key` for every key set under `general_settings` and `litellm_settings`: the file
+    /// owns them over LiteLLM's stored settings (`db_settings`).
+    pub owned: std::collections::BTreeSet<String>,
+    /// `general_settings.store_model_in_db` is on (LiteLLM then overlays its stored settings).
+    pub store_model_in_db: bool,
     /// `file:line:column: ...` lines.
     pub errors: Vec<String>,
     pub warnings: Vec<String>,
@@ -419,6 +425,12 @@ impl FileConfig {
                     f.litellm_settings = s;
                     f.taken
                         .extend(present.iter().map(|k| format!("litellm_settings.{k}")));
+                    f.owned.extend(
+                        present
+                            .iter()
+                            .chain(unknown.iter().map(|(u, _)| u))
+                            .map(|k| format!("litellm_settings.{k}")),
+                    );
                     // null turns LiteLLM's end-user cap off; serde reads it as absent.
                     f.end_user_cap_off = v
                         .get("prometheus_end_user_metrics_max_series_per_metric")
@@ -458,9 +470,23 @@ impl FileConfig {
                     f.general_settings = s;
                     f.taken
                         .extend(present.iter().map(|k| format!("general_settings.{k}")));
+                    f.owned.extend(
+                        present
+                            .iter()
+                            .chain(unknown.iter().map(|(u, _)| u))
+                            .map(|k| format!("general_settings.{k}")),
+                    );
                     let mut ignored = Vec::new();
                     for (u, at) in unknown {
-                        if litellm_keys::GENERAL_SETTINGS.contains(&u.as_str()) {
+                        if u == "store_model_in_db" {
+                            // LiteLLM's own rule: true, or the text "true" in any case.
+                            f.store_model_in_db = match v.get("store_model_in_db") {
+                                Some(Value::Bool(b)) => *b,
+                                Some(Value::String(s)) => s.trim().eq_ignore_ascii_case("true"),
+                                _ => false,
+                            };
+                            f.taken.push("general_settings.store_model_in_db".into());
+                        } else if litellm_keys::GENERAL_SETTINGS.contains(&u.as_str()) {
                             ignored.push(u);
                         } else {
                             // LiteLLM ignores unknown general_settings keys; so does the
@@ -778,8 +804,11 @@ pub struct Config {
     pub warnings: Vec<String>,
     /// The memory guard's budget (None: no guard).
     pub memory_budget: Option<crate::budget::MemoryBudget>,
-    /// `general_settings.use_spend_logs_partitioning` of the proxy's config (recorded, logged).
+    /// `general_settings.use_spend_logs_partitioning` of the proxy's config (recorded, logged),
+    /// or of LiteLLM's stored settings once read (`db_settings`).
     pub spend_logs_partitioning: Option<bool>,
+    /// What the file says for merging LiteLLM's stored settings over it.
+    pub db_settings: db_settings::FileSide,
     /// For `check-config`: what was taken from the file and which LiteLLM keys were ignored.
     pub file_report: Vec<String>,
 }
@@ -1166,6 +1195,33 @@ impl Config {
                 file.ignored.join("; ")
             ));
         }
+        // LiteLLM reads STORE_MODEL_IN_DB after putting the file's environment_variables into
+        // its environment, so they win here too.
+        let env_gate = file
+            .environment
+            .get("STORE_MODEL_IN_DB")
+            .cloned()
+            .or_else(|| std::env::var("STORE_MODEL_IN_DB").ok())
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
+        let db_settings = db_settings::FileSide {
+            owned: file.owned.clone(),
+            store_model_in_db: if file.store_model_in_db {
+                Some("the config file")
+            } else if env_gate {
+                Some("STORE_MODEL_IN_DB")
+            } else {
+                None
+            },
+            partitioning: gs.use_spend_logs_partitioning,
+            state_file: state_file.is_some(),
+        };
+        if db_settings.store_model_in_db.is_some() {
+            file_report.push(format!(
+                "store_model_in_db is on ({}): at start and on SIGHUP the exporter also reads LiteLLM's stored general_settings and litellm_settings (LiteLLM_Config, through the view {} of sql/setup/readonly_role.sql); a key the file sets wins, as in LiteLLM.",
+                db_settings.store_model_in_db.unwrap_or_default(),
+                db_settings::VIEW
+            ));
+        }
         Ok(Config {
             target,
             db_url_file,
@@ -1209,6 +1265,7 @@ impl Config {
             warnings,
             memory_budget,
             spend_logs_partitioning: gs.use_spend_logs_partitioning,
+            db_settings,
             file_report,
         })
     }
@@ -1449,6 +1506,52 @@ mod tests {
         assert_eq!(c.listen.port(), 9999);
         assert_eq!(c.telemetry_path, "/m");
         assert_eq!(c.state_file.as_deref(), Some(Path::new("/tmp/s.json")));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_file_side_of_the_stored_settings_merge() {
+        let dir = std::env::temp_dir().join(format!("lx-cfg-dbs-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let f = dir.join("c.yaml");
+        std::fs::write(
+            &f,
+            "general_settings:\n  store_model_in_db: \"TRUE\"\n  use_spend_logs_partitioning: false\n  master_key: x\nlitellm_settings:\n  callbacks: [prometheus]\n  prometheus_emit_stream_label: null\n",
+        )
+        .expect("write");
+        let args = crate::cli::RunArgs {
+            db_url: Some("postgres://u@h/d".into()),
+            config_file: Some(f.clone()),
+            ..Default::default()
+        };
+        let c = Config::build(&args).expect("valid");
+        let owned: Vec<&str> = c.db_settings.owned.iter().map(String::as_str).collect();
+        assert_eq!(
+            owned,
+            [
+                "general_settings.master_key",
+                "general_settings.store_model_in_db",
+                "general_settings.use_spend_logs_partitioning",
+                "litellm_settings.callbacks",
+                "litellm_settings.prometheus_emit_stream_label",
+            ]
+        );
+        assert_eq!(c.db_settings.store_model_in_db, Some("the config file"));
+        assert_eq!(c.db_settings.partitioning, Some(false));
+        assert!(c
+            .file_report
+            .iter()
+            .any(|l| l.contains("store_model_in_db is on")));
+        // STORE_MODEL_IN_DB, the file's environment_variables winning over the process's.
+        for (env, gate) in [("false", None), ("True", Some("STORE_MODEL_IN_DB"))] {
+            std::fs::write(
+                &f,
+                format!("general_settings:\n  store_model_in_db: false\nenvironment_variables:\n  STORE_MODEL_IN_DB: \"{env}\"\n"),
+            )
+            .expect("write");
+            let c = Config::build(&args).expect("valid");
+            assert_eq!(c.db_settings.store_model_in_db, gate, "{env}");
+        }
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -461,6 +461,8 @@ pub struct Refresher {
     /// Known tables missing at the last detection; the schema is detected again every refresh
     /// until they are back.
     vanished: Vec<&'static str>,
+    /// LiteLLM's stored settings (`LiteLLM_Config`), read after connecting and on SIGHUP.
+    db_settings: crate::config::db_settings::DbSettings,
 }
 
 impl Refresher {
@@ -518,6 +520,7 @@ impl Refresher {
             stop: tokio::sync::watch::channel(false).1,
             known_tables: BTreeSet::new(),
             vanished: Vec::new(),
+            db_settings: Default::default(),
         }
     }
 
@@ -601,6 +604,7 @@ impl Refresher {
                     reload_open = ok;
                     if ok {
                         self.reload_url();
+                        self.db_settings.reload();
                     }
                 }
                 _ = shutdown.changed() => break,
@@ -836,6 +840,7 @@ impl Refresher {
     async fn ledger_step(&mut self, client: &mut Object) -> Result<(), DbError> {
         self.read_replica_state(client).await?;
         self.shared.database_answers();
+        self.db_settings.refresh(client, &mut self.cfg).await?;
         if self.schema.is_none() {
             let schema = Schema::detect(client).await?;
             for (feature, present) in schema.features() {

@@ -25,6 +25,7 @@ pub const STATE_IDENTITY: &str = include_str!("../sql/state_identity.sql");
 pub const LOCK_WAITERS: &str = include_str!("../sql/lock_waiters.sql");
 pub const CANCEL_READ: &str = include_str!("../sql/cancel_read.sql");
 pub const BACKEND_PID: &str = include_str!("../sql/backend_pid.sql");
+pub const LITELLM_SETTINGS: &str = include_str!("../sql/litellm_settings.sql");
 
 /// Replaces every `{{name}}` in `template`. Panics on a placeholder left unfilled, which would be
 /// a programming error caught by the tests that run every statement.

@@ -37,3 +37,18 @@ WHERE table_schema = current_schema()
   AND table_name IN ('LiteLLM_SpendLogs', 'LiteLLM_TeamTable', 'LiteLLM_VerificationToken',
                      'LiteLLM_UserTable', 'LiteLLM_OrganizationTable', 'LiteLLM_BudgetTable',
                      'LiteLLM_EndUserTable') \gexec
+
+-- LiteLLM's settings edited in its admin UI: the "general_settings" and "litellm_settings" rows
+-- of "LiteLLM_Config", through a view. The table itself also holds "environment_variables" (API
+-- keys, encrypted or not) and other secrets, so the role gets no privilege on it: a view runs
+-- with its owner's rights, and security_barrier keeps the filter ahead of any function a reader
+-- could put in a WHERE clause (a leaky function would otherwise see the other rows).
+SELECT format('CREATE OR REPLACE VIEW %I.litellm_exporter_settings WITH (security_barrier) AS '
+              'SELECT param_name, param_value FROM %I.%I '
+              'WHERE param_name IN (%L, %L)',
+              table_schema, table_schema, table_name, 'general_settings', 'litellm_settings')
+FROM information_schema.tables
+WHERE table_schema = current_schema() AND table_name = 'LiteLLM_Config' \gexec
+SELECT format('GRANT SELECT ON TABLE %I.litellm_exporter_settings TO %I', table_schema, :'role')
+FROM information_schema.views
+WHERE table_schema = current_schema() AND table_name = 'litellm_exporter_settings' \gexec

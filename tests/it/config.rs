@@ -437,6 +437,7 @@ async fn a_litellm_proxy_config_is_taken_as_it_is() {
         "general_settings.database_url",
         "general_settings.proxy_batch_write_at",
         "general_settings.use_spend_logs_partitioning",
+        "general_settings.store_model_in_db",
         "environment_variables (2 names",
     ] {
         assert!(taken.contains(k), "{k} in {taken}");
@@ -449,7 +450,8 @@ async fn a_litellm_proxy_config_is_taken_as_it_is() {
         "model_list (3 entries)",
         "router_settings (5 keys)",
         "litellm_settings: callbacks, drop_params, request_timeout, cache, cache_params, require_auth_for_metrics_endpoint",
-        "general_settings: master_key, store_model_in_db, alerting",
+        // store_model_in_db is taken: it decides whether LiteLLM's stored settings apply.
+        "general_settings: master_key, alerting",
     ] {
         assert!(ignored.contains(k), "{k} in {ignored}");
     }

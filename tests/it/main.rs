@@ -15,6 +15,7 @@ mod exporter;
 mod faults;
 mod fuzz;
 mod harness;
+mod litellm_config;
 mod locks;
 mod memory;
 mod outage;
