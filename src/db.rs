@@ -341,7 +341,10 @@ pub enum DbError {
     Timeout(std::time::Duration),
     /// A spend-log read cancelled to let a waiting session (LiteLLM's partition maintenance) go
     /// ahead, too many times in a row (`give_way`).
-    #[error("the spend-log read gave way to other sessions' locks {} times in a row", give_way::MAX_TRIES)]
+    #[error(
+        "the spend-log read gave way to other sessions' locks {} times in a row",
+        give_way::MAX_TRIES
+    )]
     GaveWay,
     /// LiteLLM's partitioning script moved the spend log aside (or the old table was dropped):
     /// the reads must be planned again for the tables there are now.

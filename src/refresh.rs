@@ -1096,8 +1096,10 @@ impl Refresher {
     }
 
     fn maybe_save(&mut self, force: bool) {
-        let (Some(path), Some(identity)) = (&self.cfg.state_file, self.db_identity.as_ref().map(|i| i.text.as_str()))
-        else {
+        let (Some(path), Some(identity)) = (
+            &self.cfg.state_file,
+            self.db_identity.as_ref().map(|i| i.text.as_str()),
+        ) else {
             return;
         };
         let every = Duration::from_secs(30)

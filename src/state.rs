@@ -251,7 +251,8 @@ mod tests {
         ));
         // Another cluster, database or schema.
         for other in [
-            here.text.replace("7712769022161459553", "7712769022161459554"),
+            here.text
+                .replace("7712769022161459553", "7712769022161459554"),
             here.text.replace("database 16384", "database 16385"),
             here.text.replace("schema 2200", "schema 2201"),
         ] {

@@ -26,15 +26,16 @@ use crate::db::{self, DbError};
 
 /// Runs `$read` (an expression making a read's future, evaluated again for each try) through
 /// `$watch`, on `$client`'s session; a read that gave way to a waiting DDL starts again after a
-/// pause, up to `give_way::MAX_TRIES` times.
+/// pause, a shorter read (`Tail::gave_way`), up to `give_way::MAX_TRIES` times.
 macro_rules! giving_way {
-    ($watch:expr, $client:expr, $read:expr) => {{
+    ($tail:expr, $watch:expr, $client:expr, $read:expr) => {{
         let mut tries = 1;
         loop {
             let pid = GiveWay::pid($client).await?;
             match $watch.run(pid, $read).await {
                 Err(DbError::GaveWay) if tries < give_way::MAX_TRIES => {
                     tries += 1;
+                    $tail.gave_way();
                     tokio::time::sleep(give_way::PAUSE).await;
                 }
                 r => break r,
@@ -280,6 +281,14 @@ impl Tail {
         e
     }
 
+    /// After a read gave way to a waiting DDL: the next reads are half as long, so that they fit
+    /// between statements of a maintenance job that runs many in a row (a read that always took
+    /// longer than the gaps would never finish).
+    fn gave_way(&mut self) {
+        self.cursor.chunk_ms = (self.cursor.chunk_ms / 2).max(MIN_CHUNK_MS);
+        self.chunk_rows = (self.chunk_rows / 2).max(MIN_CHUNK_ROWS);
+    }
+
     /// `[lo, hi)` cut short where it would hold more than `chunk_rows` rows, and whether it was.
     /// Never empty: a single millisecond holding more rows than that is read whole.
     async fn cut(
@@ -498,6 +507,7 @@ impl Tail {
             // `Ledger::absorb`); the position moves past the chunk before anything else awaits,
             // so that no later failure makes it read again.
             let (chunk, hi, cut, n) = giving_way!(
+                self,
                 watch,
                 client,
                 self.read_chunk(client, ledger, p, lo, hi, since)
@@ -540,6 +550,7 @@ impl Tail {
 
         // The lateness window: remembered, in one snapshot whose xmin starts the polls.
         let (snap, rows) = giving_way!(
+            self,
             watch,
             client,
             self.read_in_one_snapshot(client, p, From::At(end_ms), since, true)
@@ -579,6 +590,7 @@ impl Tail {
             self.cursor.since[due]
         };
         let (snap, rows) = giving_way!(
+            self,
             watch,
             client,
             self.read_in_one_snapshot(client, p, From::Back(window), since, false)

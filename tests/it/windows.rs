@@ -52,7 +52,10 @@ async fn reader(url: &str) -> (deadpool_postgres::Object, Projection, GiveWay) {
         false,
         &[],
     );
-    let watch = GiveWay::new(pool.clone(), prometheus::IntCounter::new("t", "t").expect("counter"));
+    let watch = GiveWay::new(
+        pool.clone(),
+        prometheus::IntCounter::new("t", "t").expect("counter"),
+    );
     (client, p, watch)
 }
 
