@@ -3,7 +3,8 @@
 #   docker build -t litellm-exporter --build-arg LITELLM_EXPORTER_REVISION=$(git rev-parse --short=12 HEAD) .
 #   docker run --rm -p 10410:10410 litellm-exporter --db-url postgresql://user:pass@db:5432/litellm
 #
-# Stage 1 builds the release binary; stage 2 is distroless (glibc, no shell, no package manager)
+# Stage 1 builds the exporter's release binary, and only it (the traffic generator, litellm-seed,
+# writes to databases and is neither built nor in the build context); stage 2 is distroless (glibc, no shell, no package manager)
 # running as the unprivileged "nonroot" user (65532). The HEALTHCHECK needs an HTTP client and the
 # exporter has no self-check mode, so a statically linked busybox is copied in under the name
 # `wget`: busybox picks its applet from argv[0], so the image still has no shell to run.

@@ -21,11 +21,14 @@ pub struct Cli {
     pub command: Option<Command>,
 }
 
+/// The process's command line, parsed; on a usage error clap prints it and exits with code 2.
+/// Here rather than in main.rs so that `clap` stays in this module (ARCHITECTURE.md's invariants).
+pub fn parse() -> Cli {
+    Cli::parse()
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Write generated LiteLLM traffic into a THROWAWAY database (demo, tests, benchmarks).
-    /// Never point this at a real LiteLLM database: it inserts rows.
-    Seed(SeedArgs),
     /// Write the ledger's counters and histograms for a past time range as OpenMetrics files
     /// for `promtool tsdb create-blocks-from openmetrics` (see the README's "Backfill").
     /// Exporter flags such as --config.file go before the subcommand, so that labels match.
@@ -137,38 +140,6 @@ pub struct RunArgs {
     /// Database connections, 1 to 4 [default: 2].
     #[arg(long = "db.pool-size", env = "LITELLM_EXPORTER_DB_POOL_SIZE")]
     pub pool_size: Option<usize>,
-}
-
-#[derive(Debug, Args)]
-pub struct SeedArgs {
-    /// Spend-log rows to write.
-    #[arg(long, default_value_t = 100_000)]
-    pub rows: u64,
-    /// Spread the rows over this many days before now.
-    #[arg(long, default_value_t = 7)]
-    pub days: u32,
-    /// Spread the rows over this many hours before now instead, with new request ids on every
-    /// run (a benchmark's last hour of traffic on a database seeded before).
-    #[arg(long)]
-    pub hours: Option<u32>,
-    #[arg(long, default_value_t = 20)]
-    pub teams: u32,
-    #[arg(long, default_value_t = 200)]
-    pub keys: u32,
-    #[arg(long, default_value_t = 100)]
-    pub users: u32,
-    #[arg(long, default_value_t = 3)]
-    pub orgs: u32,
-    #[arg(long, default_value_t = 50)]
-    pub customers: u32,
-    #[arg(long, default_value_t = 42)]
-    pub seed: u64,
-    /// After the history, keep inserting live traffic at this many rows per second.
-    #[arg(long)]
-    pub rate: Option<f64>,
-    /// Stop live traffic after this long (e.g. 10m); forever if not given.
-    #[arg(long)]
-    pub duration: Option<String>,
 }
 
 #[derive(Debug, Args)]

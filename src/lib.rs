@@ -13,7 +13,9 @@
 //! - `selfmetrics`, `state`: the exporter's own metrics; the state file.
 //! - `budget`, `ledger::fold`, `plan`: the memory budget, the rule that keeps the label classes
 //!   inside it, and the `plan` subcommand's estimates for a database.
-//! - `seed`: a generator of LiteLLM traffic for demos, tests and benchmarks (writes!).
+//!
+//! Nothing here writes to a database: the traffic generator the demo, tests and benchmarks use is
+//! its own binary, `litellm-seed` (tools/seed), which only uses this library's URL parsing.
 
 pub mod backfill;
 pub mod budget;
@@ -30,7 +32,6 @@ pub mod plan;
 pub mod refresh;
 pub mod render;
 pub mod schema;
-pub mod seed;
 pub mod selection;
 pub mod selfmetrics;
 pub mod sql;

@@ -1,13 +1,13 @@
-//! The binary: parses the command line, sets up logging, runs the exporter (or the traffic
-//! generator) and maps failures to exit codes: 2 for configuration errors, 1 for others.
+//! The binary: parses the command line, sets up logging, runs the exporter (or one of its
+//! read-only subcommands) and maps failures to exit codes: 2 for configuration errors, 1 for
+//! others.
 //! An unreachable database is not an error here: the exporter starts and retries.
 
 use std::process::ExitCode;
 
-use clap::Parser;
-use litellm_exporter::cli::{BackfillArgs, Cli, Command, SeedArgs};
+use litellm_exporter::cli::{self, BackfillArgs, Command};
 use litellm_exporter::config::{self, Config, LogFormat};
-use litellm_exporter::{backfill, db, seed};
+use litellm_exporter::{backfill, db};
 
 fn init_logging(level: &str, format: LogFormat) {
     use tracing_subscriber::prelude::*;
@@ -43,44 +43,6 @@ async fn shutdown_signal() {
         _ = term.recv() => {}
         _ = tokio::signal::ctrl_c() => {}
     }
-}
-
-async fn run_seed(url: &str, a: &SeedArgs) -> anyhow::Result<()> {
-    let target = db::parse_url(url)?;
-    let client = db::connect(&target).await?;
-    let opts = seed::SeedOptions {
-        rows: a.rows,
-        days: a.days,
-        hours: a.hours,
-        teams: a.teams,
-        keys: a.keys,
-        users: a.users,
-        orgs: a.orgs,
-        customers: a.customers,
-        seed: a.seed,
-        ..Default::default()
-    };
-    let universe = seed::seed_entities(&client, &opts).await?;
-    let mut rows_opts = opts.clone();
-    if a.hours.is_some() {
-        // Recent traffic for a database seeded before: the same entities, new request ids on
-        // every run (like --rate traffic), so a second run adds rows instead of colliding.
-        rows_opts.seed ^= std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
-    }
-    let n = seed::seed_spend_logs(&client, &rows_opts, &universe).await?;
-    tracing::info!(rows = n, "Seeded spend logs.");
-    if let Some(rate) = a.rate {
-        let duration = a
-            .duration
-            .as_deref()
-            .map(|d| config::parse_duration("--duration", d))
-            .transpose()?;
-        tracing::info!(rate, "Writing live traffic.");
-        seed::run_traffic(&client, &opts, &universe, rate, duration).await?;
-    }
-    Ok(())
 }
 
 /// `check-config FILE`: the same validation as at start, of the file and of the flags given
@@ -257,7 +219,7 @@ fn limit_malloc_arenas() {
 
 fn main() -> ExitCode {
     limit_malloc_arenas();
-    let cli = Cli::parse();
+    let cli = cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -269,25 +231,6 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    if let Some(Command::Seed(args)) = &cli.command {
-        init_logging("info", LogFormat::Logfmt);
-        let Some(url) = cli.run.db_url.clone().or_else(|| {
-            cli.run
-                .db_url_file
-                .as_ref()
-                .and_then(|p| std::fs::read_to_string(p).ok())
-        }) else {
-            eprintln!("litellm-exporter seed: no database URL: set --db-url or DATABASE_URL");
-            return ExitCode::from(2);
-        };
-        return match runtime.block_on(run_seed(url.trim(), args)) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("litellm-exporter seed: {}", db::redact(&format!("{e:#}")));
-                ExitCode::from(1)
-            }
-        };
-    }
     if let Some(Command::Backfill(args)) = &cli.command {
         return run_backfill(&cli.run, args, &runtime);
     }

@@ -135,9 +135,16 @@ def checks():
     excluded = [p for p in context_sources if ignored(p, patterns)]
     yield "Dockerfile: every COPY source from the build context exists", not missing, missing
     yield ".dockerignore: keeps every COPY source in the build context", not excluded, excluded
-    bulky = [p for p in ("target/release/litellm-exporter", ".git/HEAD", ".cache/x", "deploy/docker-compose/.env", "tests/it/main.rs")
+    bulky = [p for p in ("target/release/litellm-exporter", ".git/HEAD", ".cache/x", "deploy/docker-compose/.env", "tests/it/main.rs",
+                         "tools/seed/main.rs")
              if not ignored(p, patterns)]
-    yield ".dockerignore: leaves target/, .git, .cache, tests and local .env files out", not bulky, bulky
+    yield ".dockerignore: leaves target/, .git, .cache, tests, the traffic generator (tools/) and local .env files out", not bulky, bulky
+    # The image ships the exporter only: the build stage builds that one binary (a plain
+    # `cargo build` would also build litellm-seed, the traffic generator, which writes).
+    builds = [rest for s in st for word, rest in s["body"] if word == "RUN" and "cargo build" in rest]
+    yield "Dockerfile: the build stage builds only the exporter (cargo build ... --bin litellm-exporter)", \
+        bool(builds) and all(re.search(r"cargo build [^&;]*--bin litellm-exporter(\s|$)", b) for b in builds) \
+        and not any("litellm-seed" in rest for s in st for _, rest in s["body"]), builds
 
 
 def context_files():

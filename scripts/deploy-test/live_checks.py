@@ -141,7 +141,7 @@ def run_all(c, work, bin_path, db_url, psql, seed_log):
 
 def _run(c, work, procs, bin_path, db_url, psql, seed_log):
     wait_for("the generated history", lambda: "Seeded spend logs" in Path(seed_log).read_text(errors="replace"), 300)
-    c.check("seeded throwaway database (litellm-exporter seed, live traffic running)", True)
+    c.check("seeded throwaway database (litellm-seed, live traffic running)", True)
     p = subprocess.run(psql + ["-v", "ON_ERROR_STOP=1", "-At", "-c", MEDIA_ROWS_SQL], capture_output=True, text=True, timeout=60)
     c.check("added 3 rows with audio, image and video usage", p.returncode == 0 and p.stdout.strip() == "3", p.stderr + p.stdout)
 

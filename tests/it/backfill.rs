@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::exporter::{free_port, Exporter, BIN};
+use super::exporter::{free_port, Exporter, BIN, SEED_BIN};
 use super::support::{fresh_db, Schema};
 
 const DAY: i64 = 86_400;
@@ -171,10 +171,8 @@ async fn backfilled_history_matches_sql_and_continues_into_live() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
     run(
-        Command::new(BIN).args([
-            "seed", "--db-url", &db.url, "--rows", "20000", "--days", "30",
-        ]),
-        "litellm-exporter seed",
+        Command::new(SEED_BIN).args(["--db-url", &db.url, "--rows", "20000", "--days", "30"]),
+        "litellm-seed",
     );
     // A few families, including a histogram, by team: small enough for a quick test. The same
     // file configures the backfill and the live exporter, as the README asks.

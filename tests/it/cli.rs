@@ -31,6 +31,38 @@ fn help_never_shows_the_database_url() {
     assert!(!s.contains("hunter2"), "{s}");
 }
 
+/// The exporter's binary does not write: the traffic generator is `litellm-seed`, a binary of its
+/// own. `seed` is no subcommand (clap's usage error, exit code 2), and the generator's statements
+/// (its INSERTs and its COPY into the spend log) are not linked into the binary at all.
+#[test]
+fn the_exporter_binary_has_no_traffic_generator() {
+    let out = Command::new(BIN)
+        .args(["seed", "--rows", "1"])
+        .env_remove("DATABASE_URL")
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("unrecognized subcommand 'seed'"), "{err}");
+    let help = Command::new(BIN).arg("--help").output().expect("run");
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        help.contains("check-config") && !help.contains("seed"),
+        "{help}"
+    );
+    let bytes = std::fs::read(BIN).expect("read the binary");
+    let generator = std::fs::read(super::exporter::SEED_BIN).expect("read litellm-seed");
+    for statement in ["INSERT INTO", "ON CONFLICT", "FROM STDIN"] {
+        let contains = |b: &[u8]| {
+            b.windows(statement.len())
+                .any(|w| w == statement.as_bytes())
+        };
+        // The generator does hold it: the search would find it if it were linked in.
+        assert!(contains(&generator), "litellm-seed lacks {statement:?}");
+        assert!(!contains(&bytes), "litellm-exporter contains {statement:?}");
+    }
+}
+
 fn config_error(args: &[&str]) -> String {
     let out = Command::new(BIN)
         .args(args)

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use litellm_exporter::seed::{self, SeedOptions};
+use crate::seed::{self, SeedOptions};
 
 use super::exporter::{Exporter, Scrape, FAST};
 use super::support::{fresh_db, Schema};

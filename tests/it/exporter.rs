@@ -10,6 +10,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_litellm-exporter");
+/// The traffic generator, a binary of its own: the exporter's binary has no writer.
+pub const SEED_BIN: &str = env!("CARGO_BIN_EXE_litellm-seed");
 
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

@@ -221,7 +221,7 @@ async fn frozen_database_times_out_and_nothing_piles_up() {
 /// a fresh connection and nothing is counted twice.
 #[tokio::test]
 async fn killed_connections_recover_without_double_counting() {
-    use litellm_exporter::seed::{self, SeedOptions};
+    use crate::seed::{self, SeedOptions};
     use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
     use std::sync::Arc;
 
@@ -334,7 +334,7 @@ async fn killed_connections_recover_without_double_counting() {
 /// is back. A vanished entity table keeps its last gauges while the spend log keeps counting.
 #[tokio::test]
 async fn renamed_tables_keep_last_values_and_recover() {
-    use litellm_exporter::seed::{self, SeedOptions};
+    use crate::seed::{self, SeedOptions};
 
     let db = fresh_db(Schema::New);
     let c = db.client().await;

@@ -4,6 +4,13 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+// The traffic generator's code (the `litellm-seed` binary's), compiled into the tests too: the
+// tests that seed in-process call it here, since the exporter's library has no writer. Each test
+// uses a part of it, hence the allowance.
+#[path = "../../tools/seed/seed.rs"]
+#[allow(dead_code)]
+mod seed;
+
 mod accounting;
 mod backfill;
 mod cardinality;

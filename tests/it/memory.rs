@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use super::exporter::{Exporter, Scrape, BIN, FAST};
+use super::exporter::{Exporter, Scrape, BIN, FAST, SEED_BIN};
 use super::support::{fresh_db, Schema, TestDb};
 
 const READY: Duration = Duration::from_secs(240);
@@ -18,9 +18,8 @@ const ROWS: u64 = 40_000;
 /// and customers, so that label combinations are counted in tens of thousands.
 fn wide_database() -> TestDb {
     let db = fresh_db(Schema::New);
-    let out = Command::new(BIN)
+    let out = Command::new(SEED_BIN)
         .args([
-            "seed",
             "--db-url",
             &db.url,
             "--rows",
@@ -37,7 +36,7 @@ fn wide_database() -> TestDb {
             "200",
         ])
         .output()
-        .expect("run seed");
+        .expect("run litellm-seed");
     assert!(
         out.status.success(),
         "seed failed: {}",

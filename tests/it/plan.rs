@@ -5,7 +5,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use super::exporter::{Exporter, BIN, FAST};
+use super::exporter::{Exporter, BIN, FAST, SEED_BIN};
 use super::support::{fresh_db, Schema};
 
 const ROWS: u64 = 20_000;
@@ -72,10 +72,10 @@ async fn counted(e: &Exporter) -> super::exporter::Scrape {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plan_bounds_what_the_exporter_needs_and_predicts_its_fold() {
     let db = fresh_db(Schema::New);
-    let seeded = Command::new(BIN)
+    let seeded = Command::new(SEED_BIN)
         .args([
-            "seed", "--db-url", &db.url, "--rows", "20000", "--days", "3", "--keys", "2000",
-            "--users", "1500", "--teams", "100",
+            "--db-url", &db.url, "--rows", "20000", "--days", "3", "--keys", "2000", "--users",
+            "1500", "--teams", "100",
         ])
         .output()
         .expect("seed");

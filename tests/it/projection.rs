@@ -5,10 +5,10 @@
 //! non-object metadata, numbers needing decimal rounding, escapes, deep nesting, long values,
 //! NULL and empty columns, NaN spend, custom labels and tags).
 
+use crate::seed::{self, SeedOptions};
 use litellm_exporter::ledger::class::{ClassKey, Dims};
 use litellm_exporter::ledger::read::{self, Extra, Identity, Projection};
 use litellm_exporter::ledger::values::Thresholds;
-use litellm_exporter::seed::{self, SeedOptions};
 
 use super::support::{fresh_db, Schema};
 

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use litellm_exporter::seed::{self, SeedOptions};
+use crate::seed::{self, SeedOptions};
 
 use super::exporter::{Exporter, Scrape, FAST};
 use super::support::{private_cluster, Schema};

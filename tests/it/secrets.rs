@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 
-use super::exporter::{free_port, Exporter, Scrape, BIN, FAST};
+use super::exporter::{free_port, Exporter, Scrape, BIN, FAST, SEED_BIN};
 use super::support::pg::tls_cluster;
 use super::support::{Schema, TestDb};
 use super::tls::assert_fails;
@@ -137,31 +137,36 @@ fn the_leak_check_sees_the_encoded_password() {
 #[test]
 fn password_never_shown_by_help_version_or_start_errors() {
     let u = url("leak_cli", 5432, "litellm");
-    let run = |args: &[&str]| {
-        let out = Command::new(BIN)
+    let run = |bin: &str, args: &[&str]| {
+        let out = Command::new(bin)
             .env("DATABASE_URL", &u)
             .args(args)
             .output()
-            .expect("run litellm-exporter");
+            .expect("run the binary");
         format!(
             "{}{}",
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         )
     };
-    for args in [
-        &["--help"][..],
-        &["-h"],
-        &["--version"],
-        &["seed", "--help"],
+    let bad_port = u.replace("5432", "notaport");
+    let bad_mode = format!("{u}&sslmode=sometimes");
+    for (bin, args) in [
+        (BIN, &["--help"][..]),
+        (BIN, &["-h"]),
+        (BIN, &["--version"]),
         // Start-up errors: a bad flag next to the URL, and a URL that cannot be parsed.
-        &["--poll-interval", "soon"],
-        &["--db-url", &u.replace("5432", "notaport")],
-        &["--db-url", &format!("{u}&sslmode=sometimes")],
+        (BIN, &["--poll-interval", "soon"]),
+        (BIN, &["--db-url", &bad_port]),
+        (BIN, &["--db-url", &bad_mode]),
+        // The traffic generator reads the same DATABASE_URL.
+        (SEED_BIN, &["--help"]),
+        (SEED_BIN, &["--db-url", &bad_port]),
+        (SEED_BIN, &["--db-url", &bad_mode]),
     ] {
-        let text = run(args);
-        assert!(!text.is_empty(), "{args:?} printed nothing");
-        assert_clean(&format!("{args:?}"), &text);
+        let text = run(bin, args);
+        assert!(!text.is_empty(), "{bin} {args:?} printed nothing");
+        assert_clean(&format!("{bin} {args:?}"), &text);
     }
 }
 

@@ -12,7 +12,7 @@ use rcgen::{
 };
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
-use super::exporter::{Exporter, BIN, FAST};
+use super::exporter::{Exporter, BIN, FAST, SEED_BIN};
 use super::support::{fresh_db, Schema};
 use super::truth::insert_row;
 
@@ -583,11 +583,11 @@ async fn sigterm_finishes_the_scrape_in_flight_and_exits_0_within_the_drain_time
     let db = fresh_db(Schema::New);
     // Many distinct label sets: an exposition of tens of megabytes, far more than the socket
     // buffers hold, so that a client reading slowly keeps its scrape in flight.
-    let out = std::process::Command::new(BIN)
-        .args(["seed", "--db-url", &db.url, "--rows", "3000", "--days", "1"])
+    let out = std::process::Command::new(SEED_BIN)
+        .args(["--db-url", &db.url, "--rows", "3000", "--days", "1"])
         .args(["--keys", "1500", "--users", "800", "--teams", "100"])
         .output()
-        .expect("run the seed subcommand");
+        .expect("run litellm-seed");
     assert!(
         out.status.success(),
         "seed failed: {}",
