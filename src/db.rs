@@ -279,20 +279,19 @@ pub fn pool(target: &Target, s: &PoolSettings) -> Pool {
         },
     );
     let timeout_ms = s.statement_timeout.as_millis().max(1);
-    let mut setup = format!(
-        "SET statement_timeout = {timeout_ms}; \
-         SET lock_timeout = {timeout_ms}; \
-         SET idle_in_transaction_session_timeout = {}; \
-         SET default_transaction_read_only = on; \
-         SET jit = off; \
-         SET application_name = '{APPLICATION_NAME}';",
-        timeout_ms * 2
+    let mut setup = crate::sql::fill(
+        crate::sql::SESSION,
+        &[
+            ("timeout_ms", &timeout_ms.to_string()),
+            ("idle_ms", &(timeout_ms * 2).to_string()),
+            ("application_name", APPLICATION_NAME),
+        ],
     );
     if let Some(sp) = &target.search_path {
         // Quoted as an identifier; a quote inside is doubled.
-        setup.push_str(&format!(
-            " SET search_path = \"{}\";",
-            sp.replace('"', "\"\"")
+        setup.push_str(&crate::sql::fill(
+            crate::sql::SESSION_SEARCH_PATH,
+            &[("schema", &sp.replace('"', "\"\""))],
         ));
     }
     Pool::builder(mgr)

@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
+use http::{HeaderName, HeaderValue};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
@@ -19,7 +20,6 @@ use rustls::{DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConf
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
-use warp::http::{HeaderName, HeaderValue};
 
 /// The realm named in `WWW-Authenticate`.
 pub const REALM: &str = "litellm-exporter";

@@ -62,10 +62,9 @@ impl Projection {
         // Tag patterns travel as parameters ($5, $6, ...), never inside the SQL text.
         let mut tags = String::new();
         for i in 0..extras.iter().filter(|e| matches!(e, Extra::Tag(_))).count() {
-            let n = i + 5;
-            tags.push_str(&format!(
-                ",\n  EXISTS (SELECT 1 FROM jsonb_array_elements_text(CASE WHEN jsonb_typeof(s.request_tags) = 'array' THEN s.request_tags ELSE '[]'::jsonb END) tag(v) WHERE tag.v LIKE ${n}::text)"
-            ));
+            let n = (i + 5).to_string();
+            tags.push_str(",\n");
+            tags.push_str(sql::fill(sql::LEDGER_TAG_MATCH, &[("n", &n)]).trim_end());
         }
         // The statement for one table; its optional columns are those of that table.
         let branch = |table: &str, not_copied: &str| {
