@@ -247,14 +247,6 @@ fn describe_parse_error(msg: &str) -> String {
     format!("cannot be parsed ({generic})")
 }
 
-/// One session outside the pool, for the `seed` subcommand (which writes, so it does not get
-/// the pool's read-only settings); its connection task runs on the current runtime.
-pub async fn connect(target: &Target) -> Result<tokio_postgres::Client, DbError> {
-    let (client, conn) = target.config.connect(target.tls.connector.clone()).await?;
-    tokio::spawn(conn);
-    Ok(client)
-}
-
 #[derive(Debug, Clone)]
 pub struct PoolSettings {
     pub size: usize,
