@@ -11,6 +11,8 @@ use std::time::Duration;
 use deadpool_postgres::{Hook, HookError, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use sha2::{Digest, Sha256};
 
+use crate::selfmetrics::ErrorKind;
+
 pub const APPLICATION_NAME: &str = "litellm-exporter";
 pub const MAX_POOL_SIZE: usize = 4;
 
@@ -390,45 +392,45 @@ pub fn describe(e: &tokio_postgres::Error) -> String {
 }
 
 impl DbError {
-    /// A bounded value for the `kind` label of `litellm_exporter_errors_total`.
-    pub fn kind(&self) -> &'static str {
+    /// What went wrong, for the `kind` label of `litellm_exporter_errors_total`.
+    pub fn kind(&self) -> ErrorKind {
         match self {
             DbError::Pool(p) => match pool_cause(p) {
                 Some(e) => Self::driver_kind(e),
-                None => "connect",
+                None => ErrorKind::Connect,
             },
             DbError::Query(e) => Self::driver_kind(e),
-            DbError::MissingTable(_) => "schema",
-            DbError::Timeout(_) => "timeout",
-            DbError::GaveWay => "locks",
-            DbError::SpendLogReplaced => "schema",
+            DbError::MissingTable(_) => ErrorKind::Schema,
+            DbError::Timeout(_) => ErrorKind::Timeout,
+            DbError::GaveWay => ErrorKind::Locks,
+            DbError::SpendLogReplaced => ErrorKind::Schema,
         }
     }
 
-    fn driver_kind(e: &tokio_postgres::Error) -> &'static str {
+    fn driver_kind(e: &tokio_postgres::Error) -> ErrorKind {
         if let Some(f) = tls::classify(e) {
             return f.kind();
         }
         match e.code() {
-            Some(c) if *c == tokio_postgres::error::SqlState::QUERY_CANCELED => "timeout",
-            Some(c) if *c == tokio_postgres::error::SqlState::UNDEFINED_TABLE => "schema",
-            Some(c) if *c == tokio_postgres::error::SqlState::UNDEFINED_COLUMN => "schema",
+            Some(c) if *c == tokio_postgres::error::SqlState::QUERY_CANCELED => ErrorKind::Timeout,
+            Some(c) if *c == tokio_postgres::error::SqlState::UNDEFINED_TABLE => ErrorKind::Schema,
+            Some(c) if *c == tokio_postgres::error::SqlState::UNDEFINED_COLUMN => ErrorKind::Schema,
             // A hot standby cancels reads that conflict with replay with one of these two.
             Some(c)
                 if *c == tokio_postgres::error::SqlState::T_R_SERIALIZATION_FAILURE
                     || *c == tokio_postgres::error::SqlState::T_R_DEADLOCK_DETECTED =>
             {
-                "conflict"
+                ErrorKind::Conflict
             }
             Some(c)
                 if *c == tokio_postgres::error::SqlState::INVALID_PASSWORD
                     || *c
                         == tokio_postgres::error::SqlState::INVALID_AUTHORIZATION_SPECIFICATION =>
             {
-                "auth"
+                ErrorKind::Auth
             }
-            Some(_) => "query",
-            None => "connect",
+            Some(_) => ErrorKind::Query,
+            None => ErrorKind::Connect,
         }
     }
 }

@@ -9,7 +9,7 @@ use std::fmt::Write;
 
 use crate::catalogue::{GAUGE_FAMILIES, USER_WITH_EMAIL};
 use crate::db::{self, DbError};
-use crate::render::{fmt_value, push_header};
+use crate::render::{fmt_value, push_header, FamilyCount};
 use crate::schema::Schema;
 use crate::selection::Selection;
 use crate::sql;
@@ -105,7 +105,7 @@ impl<'a> Gauges<'a> {
         let mut counts = Vec::new();
         for (fam, samples) in GAUGE_FAMILIES.iter().zip(&self.samples) {
             if samples.is_empty() {
-                counts.push((fam.name, 0, 0, 0));
+                counts.push(FamilyCount::empty(fam.name));
                 continue;
             }
             push_header(&mut out, fam.name, fam.help, "gauge");
@@ -132,7 +132,12 @@ impl<'a> Gauges<'a> {
                     fmt_value(last[order[*i]])
                 );
             }
-            counts.push((fam.name, kept.len(), dropped.len(), 0));
+            counts.push(FamilyCount {
+                family: fam.name,
+                series: kept.len(),
+                folded: dropped.len(),
+                folded_rows: 0,
+            });
         }
         (out, counts)
     }

@@ -77,15 +77,28 @@ pub fn sighup_reload() -> Reload {
     rx
 }
 
+/// How a run of the exporter ended (`main` maps it to an exit code).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// Shut down on request; the refresh loop stopped and saved the state file.
+    Shutdown,
+    /// Shut down on request, but the refresh loop did not stop within `--web.drain-timeout`: it
+    /// was abandoned without its final state save (the last periodic one stands).
+    ShutdownWithoutFinalSave,
+    /// The refresh loop stopped by itself (it panicked, a bug): the process should exit
+    /// non-zero so that its supervisor restarts it.
+    RefreshLoopDied,
+}
+
 /// Runs the exporter until `shutdown` resolves: binds the listener first (so that a bad address
 /// fails at once), then starts the refresh loop and serves. On shutdown the listener closes and
-/// in-flight scrapes finish (for at most `--web.drain-timeout`) before it returns. Ok(false) means the refresh loop died (a bug) and the process should exit non-zero.
+/// in-flight scrapes finish (for at most `--web.drain-timeout`) before it returns.
 /// `reload` ticks when the operator asks for files to be re-read (SIGHUP).
 pub async fn run(
     cfg: config::Config,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     reload: Reload,
-) -> Result<bool, std::io::Error> {
+) -> Result<Ended, std::io::Error> {
     let shared = Arc::new(refresh::Shared::default());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let http_stop = {
@@ -126,13 +139,13 @@ pub async fn run(
     let refresher = refresh::Refresher::new(cfg, shared);
     let mut loop_task = tokio::spawn(refresher.run(stop_rx, reload.clone()));
     let server_task = tokio::spawn(server);
-    let crashed = tokio::select! {
-        _ = shutdown => false,
+    let mut ended = tokio::select! {
+        _ = shutdown => Ended::Shutdown,
         // The loop only ends on shutdown; ending earlier means it panicked. Serving frozen
         // values forever would hide that, so the process exits and its supervisor restarts it.
         r = &mut loop_task => {
             tracing::error!(error = ?r.err(), "The refresh loop stopped unexpectedly.");
-            true
+            Ended::RefreshLoopDied
         }
     };
     tracing::info!("Shutting down.");
@@ -143,13 +156,14 @@ pub async fn run(
     let deadline = tokio::time::Instant::now() + drain_timeout;
     let _ = stop_tx.send(true);
     let _ = server_task.await;
-    if !crashed
+    if ended == Ended::Shutdown
         && tokio::time::timeout_at(deadline, &mut loop_task)
             .await
             .is_err()
     {
         tracing::warn!("The refresh loop did not stop within --web.drain-timeout (a database that stopped answering, or the render or state save of a very large ledger); exiting without the final state save (the last periodic one stands).");
         loop_task.abort();
+        ended = Ended::ShutdownWithoutFinalSave;
     }
-    Ok(!crashed)
+    Ok(ended)
 }

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use litellm_exporter::cli::{self, BackfillArgs, Command};
 use litellm_exporter::config::{self, Config, LogFormat};
+use litellm_exporter::Ended;
 use litellm_exporter::{backfill, db};
 
 fn init_logging(level: &str, format: LogFormat) {
@@ -273,8 +274,9 @@ fn main() -> ExitCode {
         litellm_exporter::run(cfg, shutdown_signal(), reload).await
     };
     match runtime.block_on(run) {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::from(1),
+        // A shutdown is a success even without the final state save: the periodic one stands.
+        Ok(Ended::Shutdown | Ended::ShutdownWithoutFinalSave) => ExitCode::SUCCESS,
+        Ok(Ended::RefreshLoopDied) => ExitCode::from(1),
         Err(e) => {
             eprintln!("litellm-exporter: cannot serve: {e}");
             ExitCode::from(2)

@@ -23,7 +23,7 @@ use crate::ledger::tail::{Cursor, Progress, Tail};
 use crate::ledger::Ledger;
 use crate::render::LedgerRenderer;
 use crate::schema::Schema;
-use crate::selfmetrics::SelfMetrics;
+use crate::selfmetrics::{ErrorKind, SelfMetrics};
 use crate::sql;
 use crate::state;
 
@@ -441,11 +441,11 @@ pub struct Refresher {
     fingerprint: String,
     /// Which spend log a loaded state file was written for, until it was checked against the
     /// database it is read from (None: no file loaded, or checked).
-    saved_database: Option<String>,
+    saved_database: Option<state::SpendLog>,
     /// Which spend log this process reads (`state::database_identity`), what saves record; None
     /// until known (nothing to save before: the ledger is the loaded one) and again after a new
     /// database URL, until the next connection tells.
-    db_identity: Option<state::Identity>,
+    db_identity: Option<state::SpendLog>,
     last_save: Option<Instant>,
     /// How long the last save took: saves are spaced to at least 20 times that, so that writing
     /// a large ledger (a ~1 GB file for 700k label classes) stays a small share of the time.
@@ -474,11 +474,11 @@ impl Refresher {
             Some(path) => match state::load(path, &fingerprint) {
                 Ok(Some((l, c, database))) => {
                     info!(path = %path.display(), classes = l.classes().len(), "Loaded state file; resuming the counters.");
-                    (l, c, Some(database))
+                    (l, c, Some(state::SpendLog::from_saved(&database)))
                 }
                 Ok(None) => (Ledger::default(), Cursor::default(), None),
                 Err(e) => {
-                    shared.selfm.error("state");
+                    shared.selfm.error(ErrorKind::State);
                     warn!(error = %e, "Cannot use the state file; rebuilding from the database.");
                     (Ledger::default(), Cursor::default(), None)
                 }
@@ -540,11 +540,11 @@ impl Refresher {
     /// Counts a recovery conflict that is about to be retried; false when retries are used up
     /// or the error is something else.
     fn retry_conflict(&self, e: &DbError, attempt: &mut u32, step: &str) -> bool {
-        if e.kind() != "conflict" || *attempt >= CONFLICT_RETRIES {
+        if e.kind() != ErrorKind::Conflict || *attempt >= CONFLICT_RETRIES {
             return false;
         }
         *attempt += 1;
-        self.shared.selfm.error("conflict");
+        self.shared.selfm.error(ErrorKind::Conflict);
         info!(step, attempt = *attempt, error = %e, "Read cancelled by a recovery conflict on the replica; repeating it.");
         true
     }
@@ -631,7 +631,7 @@ impl Refresher {
         let target = match target {
             Ok(t) => t,
             Err(e) => {
-                self.shared.selfm.error("db_url_file");
+                self.shared.selfm.error(ErrorKind::DbUrlFile);
                 error!(file = %path.display(), error = %e, "SIGHUP: cannot use the database URL file; keeping the current database URL.");
                 return;
             }
@@ -689,7 +689,7 @@ impl Refresher {
             Ok(()) => true,
             Err(e) => {
                 self.shared.selfm.error(e.kind());
-                warn!(kind = e.kind(), error = %e, "Spend-log refresh failed; serving the last values.");
+                warn!(kind = e.kind().label(), error = %e, "Spend-log refresh failed; serving the last values.");
                 // A failure may mean a reconnect or a migration: detect the schema again.
                 self.schema = None;
                 false
@@ -709,16 +709,14 @@ impl Refresher {
                 Err(e) => {
                     // A table gone or renamed is a schema problem; anything else stays under
                     // "entities" as before.
-                    let kind = if e.kind() == "schema" {
-                        "schema"
-                    } else {
-                        "entities"
-                    };
-                    if kind == "schema" {
+                    let kind = if e.kind() == ErrorKind::Schema {
                         self.schema = None;
-                    }
+                        ErrorKind::Schema
+                    } else {
+                        ErrorKind::Entities
+                    };
                     self.shared.selfm.error(kind);
-                    warn!(kind = e.kind(), error = %e, "Entity refresh failed; serving the last budget gauges.");
+                    warn!(kind = e.kind().label(), error = %e, "Entity refresh failed; serving the last budget gauges.");
                     false
                 }
             }
@@ -898,7 +896,7 @@ impl Refresher {
         // A loaded state file is checked once, against the database it is read from; after a new
         // URL on SIGHUP the counters carry on, and the saves just record where they are read from.
         if let (Some(saved), Some(identity)) = (&self.saved_database, &self.db_identity) {
-            if !state::same_database(saved, identity, &self.cfg.target.display) {
+            if !saved.continues_on(identity, &self.cfg.target.display) {
                 warn!("State file was written for another database (its cluster, database or LiteLLM schema differ); rebuilding from the database.");
                 self.ledger = self.fresh_ledger();
                 self.tail.cursor = Cursor::default();
@@ -1068,16 +1066,18 @@ impl Refresher {
             .chain([self.entities.text.clone()])
             .collect();
         let mut series_total = 0u64;
-        for (family, n, folded, folded_rows) in counts.iter().chain(&self.entities.series) {
-            series_total += *n as u64;
-            sm.series.with_label_values(&[family]).set(*n as i64);
-            if *folded > 0 {
+        for c in counts.iter().chain(&self.entities.series) {
+            series_total += c.series as u64;
+            sm.series
+                .with_label_values(&[c.family])
+                .set(c.series as i64);
+            if c.folded > 0 {
                 sm.folded_series
-                    .with_label_values(&[family])
-                    .set(*folded as i64);
+                    .with_label_values(&[c.family])
+                    .set(c.folded as i64);
                 SelfMetrics::catch_up_counter(
-                    &sm.folded_rows.with_label_values(&[family]),
-                    *folded_rows,
+                    &sm.folded_rows.with_label_values(&[c.family]),
+                    c.folded_rows,
                 );
             }
         }
@@ -1096,10 +1096,7 @@ impl Refresher {
     }
 
     fn maybe_save(&mut self, force: bool) {
-        let (Some(path), Some(identity)) = (
-            &self.cfg.state_file,
-            self.db_identity.as_ref().map(|i| i.text.as_str()),
-        ) else {
+        let (Some(path), Some(identity)) = (&self.cfg.state_file, &self.db_identity) else {
             return;
         };
         let every = Duration::from_secs(30)
@@ -1115,7 +1112,7 @@ impl Refresher {
             state::save(
                 path,
                 &self.fingerprint,
-                identity,
+                &identity.to_string(),
                 &self.ledger,
                 &self.tail.cursor,
             )
@@ -1131,7 +1128,7 @@ impl Refresher {
                 self.shared.selfm.state_saved.set(unix_now());
             }
             Err(e) => {
-                self.shared.selfm.error("state");
+                self.shared.selfm.error(ErrorKind::State);
                 warn!(error = %e, "Cannot write the state file.");
                 self.last_save = Some(Instant::now());
             }

@@ -255,8 +255,29 @@ impl HistLines {
     }
 }
 
-/// One family's name, series written, series folded into "other", rows in the folded series.
-pub type FamilyCount = (&'static str, usize, usize, u64);
+/// What a render wrote of one family, for the self-metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FamilyCount {
+    pub family: &'static str,
+    /// Series written, the "other" series included.
+    pub series: usize,
+    /// Series folded into "other" by the series cap (gauges: dropped).
+    pub folded: usize,
+    /// Rows counted in the folded series (0 for gauges: rows are a ledger notion).
+    pub folded_rows: u64,
+}
+
+impl FamilyCount {
+    /// A family that wrote nothing.
+    pub fn empty(family: &'static str) -> Self {
+        FamilyCount {
+            family,
+            series: 0,
+            folded: 0,
+            folded_rows: 0,
+        }
+    }
+}
 /// Per family, in catalogue order.
 pub type FamilyCounts = Vec<FamilyCount>;
 
@@ -627,7 +648,7 @@ impl LedgerRenderer {
     ) -> (String, FamilyCount) {
         let fam = &LEDGER_FAMILIES[f];
         let Some(set) = self.family_set[f] else {
-            return (String::new(), (fam.name, 0, 0, 0));
+            return (String::new(), FamilyCount::empty(fam.name));
         };
         let mut out = String::with_capacity(self.estimate_family(f, t));
         let blocks = &self.sets[set].blocks;
@@ -726,7 +747,13 @@ impl LedgerRenderer {
                 }
             }
         }
-        (out, (fam.name, written, folded_n, folded_rows))
+        let count = FamilyCount {
+            family: fam.name,
+            series: written,
+            folded: folded_n,
+            folded_rows,
+        };
+        (out, count)
     }
 }
 

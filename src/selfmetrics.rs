@@ -47,6 +47,86 @@ pub struct SelfMetrics {
     pub wal_receiver_up: IntGauge,
 }
 
+/// What went wrong, as the `kind` label of `litellm_exporter_errors_total` counts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// No connection (refused, reset, DNS), or a pool error without a server answer.
+    Connect,
+    /// The server refused the credentials.
+    Auth,
+    /// A TLS handshake failure other than the three below.
+    Tls,
+    /// The server does not offer TLS, and sslmode requires it.
+    TlsUnavailable,
+    /// The server's certificate is not signed by a trusted CA.
+    TlsUnknownCa,
+    /// The server's certificate does not name the URL's host.
+    TlsHostname,
+    /// `statement_timeout`, or no answer within the client-side bound.
+    Timeout,
+    /// Any other server error.
+    Query,
+    /// A LiteLLM table or column is missing.
+    Schema,
+    /// A read cancelled by a recovery conflict on a hot-standby replica.
+    Conflict,
+    /// A spend-log read gave way to waiting DDL (LiteLLM's partition maintenance) too often.
+    Locks,
+    /// An entity table could not be read (other than a missing table).
+    Entities,
+    /// The state file could not be read or written.
+    State,
+    /// `--db-url-file` could not be used on SIGHUP.
+    DbUrlFile,
+}
+
+impl ErrorKind {
+    /// Every kind, in the order the metric's help lists them; each is created at zero so that
+    /// `rate()` and alerts see it before the first error.
+    pub const ALL: [ErrorKind; 14] = [
+        ErrorKind::Connect,
+        ErrorKind::Auth,
+        ErrorKind::Tls,
+        ErrorKind::TlsUnavailable,
+        ErrorKind::TlsUnknownCa,
+        ErrorKind::TlsHostname,
+        ErrorKind::Timeout,
+        ErrorKind::Query,
+        ErrorKind::Schema,
+        ErrorKind::Conflict,
+        ErrorKind::Locks,
+        ErrorKind::Entities,
+        ErrorKind::State,
+        ErrorKind::DbUrlFile,
+    ];
+
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            ErrorKind::Connect => "connect",
+            ErrorKind::Auth => "auth",
+            ErrorKind::Tls => "tls",
+            ErrorKind::TlsUnavailable => "tls_unavailable",
+            ErrorKind::TlsUnknownCa => "tls_unknown_ca",
+            ErrorKind::TlsHostname => "tls_hostname",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Query => "query",
+            ErrorKind::Schema => "schema",
+            ErrorKind::Conflict => "conflict",
+            ErrorKind::Locks => "locks",
+            ErrorKind::Entities => "entities",
+            ErrorKind::State => "state",
+            ErrorKind::DbUrlFile => "db_url_file",
+        }
+    }
+}
+
+/// The help of `litellm_exporter_errors_total`, listing every kind.
+fn errors_help() -> String {
+    let kinds: Vec<&str> = ErrorKind::ALL.iter().map(|k| k.label()).collect();
+    format!("Failed refreshes by kind ({}).", kinds.join(", "))
+}
+
 fn opts(name: &str, help: &str) -> Opts {
     Opts::new(name, help)
 }
@@ -78,7 +158,7 @@ impl SelfMetrics {
             refresh_duration: reg!(GaugeVec::new(opts("litellm_exporter_refresh_duration_seconds", "Wall time of the last refresh, by step (ledger, entities, render)."), &["source"])),
             rows_ingested: reg!(IntCounter::with_opts(opts("litellm_exporter_rows_ingested_total", "Distinct spend-log rows counted into the counters."))),
             ingest_lag: reg!(Gauge::with_opts(opts("litellm_exporter_ingest_lag_seconds", "Database time now minus the newest startTime counted; grows while no traffic arrives."))),
-            errors: reg!(IntCounterVec::new(opts("litellm_exporter_errors_total", "Failed refreshes by kind (connect, auth, tls, tls_unavailable, tls_unknown_ca, tls_hostname, timeout, query, schema, conflict, entities, state, db_url_file)."), &["kind"])),
+            errors: reg!(IntCounterVec::new(opts("litellm_exporter_errors_total", &errors_help()), &["kind"])),
             series: reg!(IntGaugeVec::new(opts("litellm_exporter_series", "Series exported per LiteLLM metric family."), &["family"])),
             bad_numbers: reg!(IntCounter::with_opts(opts("litellm_exporter_bad_numbers_total", "NaN, infinite, negative or absurd numbers in LiteLLM's tables that were counted as 0 or skipped."))),
             corrections_ignored: reg!(IntCounter::with_opts(opts("litellm_exporter_corrections_ignored_total", "Rewritten spend-log rows whose shrinking values or changed labels were not applied, so that no counter decreases."))),
@@ -116,32 +196,14 @@ impl SelfMetrics {
         // Nothing is known to be missing before the first detection: an unreachable database
         // is database_up's to report, not a missing schema.
         m.schema_up.set(1);
-        for k in Self::ERROR_KINDS {
-            m.errors.with_label_values(&[k]);
+        for k in ErrorKind::ALL {
+            m.errors.with_label_values(&[k.label()]);
         }
         m
     }
 
-    /// Error kinds, created at zero so that `rate()` and alerts see them before the first error.
-    pub const ERROR_KINDS: &'static [&'static str] = &[
-        "connect",
-        "auth",
-        "tls",
-        "tls_unavailable",
-        "tls_unknown_ca",
-        "tls_hostname",
-        "timeout",
-        "query",
-        "schema",
-        "conflict",
-        "locks",
-        "entities",
-        "state",
-        "db_url_file",
-    ];
-
-    pub fn error(&self, kind: &str) {
-        self.errors.with_label_values(&[kind]).inc();
+    pub fn error(&self, kind: ErrorKind) {
+        self.errors.with_label_values(&[kind.label()]).inc();
     }
 
     /// Makes a counter reach `total` (counters only move up; a smaller total is ignored).
@@ -163,5 +225,28 @@ impl SelfMetrics {
 impl Default for SelfMetrics {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The help names every kind once, in the wording the README's metric table has.
+    #[test]
+    fn every_error_kind_is_listed_once_and_starts_at_zero() {
+        assert_eq!(
+            errors_help(),
+            "Failed refreshes by kind (connect, auth, tls, tls_unavailable, tls_unknown_ca, tls_hostname, timeout, query, schema, conflict, locks, entities, state, db_url_file)."
+        );
+        let mut labels: Vec<&str> = ErrorKind::ALL.iter().map(|k| k.label()).collect();
+        labels.sort_unstable();
+        labels.dedup();
+        assert_eq!(labels.len(), ErrorKind::ALL.len());
+        let text = SelfMetrics::new().encode();
+        for k in ErrorKind::ALL {
+            let line = format!("litellm_exporter_errors_total{{kind=\"{}\"}} 0", k.label());
+            assert!(text.contains(&line), "{line}");
+        }
     }
 }

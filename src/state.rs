@@ -18,8 +18,8 @@ pub struct Saved {
     pub format: u32,
     /// Settings that change how rows map to classes; state saved under others is not reused.
     pub fingerprint: String,
-    /// The spend log the state belongs to: `database_identity`'s text. Files written before it
-    /// existed hold the redacted database URL instead (see `same_database`).
+    /// The spend log the state belongs to: a `SpendLog`'s text. Files written before identities
+    /// existed hold the redacted database URL instead (`SpendLog::Url`).
     pub database: String,
     pub ledger: Ledger,
     pub cursor: Cursor,
@@ -34,7 +34,7 @@ pub enum StateError {
 }
 
 /// Loads a state file, and says which spend log it was written for (checked against the
-/// database once connected: `same_database`). Ok(None): no file yet, or one written by another
+/// database once connected: `SpendLog::continues_on`). Ok(None): no file yet, or one written by another
 /// version or for other settings (the caller rebuilds from the database; the log says why).
 pub fn load(
     path: &Path,
@@ -70,30 +70,124 @@ pub fn load(
     Ok(Some((ledger, saved.cursor.resume(), saved.database)))
 }
 
-/// Prefix of what `database_identity` returns, which a redacted URL never starts with.
-const IDENTITY_PREFIX: &str = "postgresql system ";
-
-/// Which spend log this session reads, independent of the route to it
-/// (`sql/state_identity.sql`): what a state file records, and how earlier files named it.
+/// Which spend log a state file belongs to: `database_identity` finds it for the database read,
+/// `Saved::database` spells it (`Display`, `from_saved`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Identity {
-    /// The cluster's system identifier, the database's OID and the OID of the schema holding
-    /// the spend log; or, where the server refuses that query, the redacted URL.
-    pub text: String,
-    /// The same spend log as files written before schemas were recorded named it: by the OID of
-    /// the spend-log table, which may now be `LiteLLM_SpendLogs_legacy` (LiteLLM's partitioning
-    /// script renamed it and put a new table in its place).
-    former: Vec<String>,
+pub enum SpendLog {
+    /// The cluster's system identifier, the database's OID and the OID of the schema holding the
+    /// spend log: the same whatever the route to them (host, port, role, a pooler), and across
+    /// LiteLLM's own replacement of the table (its partitioning and unpartitioning scripts).
+    /// `tables` are the OIDs of the spend log and of `LiteLLM_SpendLogs_legacy`, by which files
+    /// written before schemas were recorded named it; not part of what a file records.
+    Cluster {
+        system: String,
+        database: String,
+        schema: String,
+        tables: Vec<String>,
+    },
+    /// How files written before schemas were recorded named it: by the spend-log table's OID
+    /// (which LiteLLM's partitioning script renames to `LiteLLM_SpendLogs_legacy`).
+    Table {
+        system: String,
+        database: String,
+        table: String,
+    },
+    /// The redacted database URL: where the server refuses the identity query, and in state
+    /// files written before identities existed. Then a new host, port or role means a rebuild.
+    Url(String),
 }
 
-/// Reads the [`Identity`]. Where the server refuses the identity query (`pg_control_system()`
-/// revoked or missing), the redacted URL stands in, as in state files before this check: then a
-/// new host, port or role means a rebuild. Any other error (a lost connection) is returned, so
-/// that the refresh fails and retries rather than take a flaky moment for another database.
+/// How a state file spells `SpendLog::Cluster`; a redacted URL never starts with it.
+const IDENTITY_PREFIX: &str = "postgresql system ";
+
+impl SpendLog {
+    /// What a state file's `database` says (its text, as `Display` wrote it).
+    pub fn from_saved(text: &str) -> SpendLog {
+        let cluster = text.strip_prefix(IDENTITY_PREFIX).and_then(|rest| {
+            let (system, rest) = rest.split_once(" database ")?;
+            if let Some((database, schema)) = rest.split_once(" schema ") {
+                return Some(SpendLog::Cluster {
+                    system: system.to_string(),
+                    database: database.to_string(),
+                    schema: schema.to_string(),
+                    tables: Vec::new(),
+                });
+            }
+            let (database, table) = rest.split_once(" spend log ")?;
+            Some(SpendLog::Table {
+                system: system.to_string(),
+                database: database.to_string(),
+                table: table.to_string(),
+            })
+        });
+        cluster.unwrap_or_else(|| SpendLog::Url(text.to_string()))
+    }
+
+    /// Whether a state file written for this spend log may continue on `current`, read through
+    /// `url_display`. A file from before identities (its URL) is accepted when that URL is the
+    /// current one, as it was then; one from before schemas when the table it named is the spend
+    /// log or the legacy table. Its next save records the identity.
+    pub fn continues_on(&self, current: &SpendLog, url_display: &str) -> bool {
+        let SpendLog::Cluster {
+            system: cs,
+            database: cd,
+            schema: cn,
+            tables,
+        } = current
+        else {
+            return matches!(self, SpendLog::Url(url) if url == url_display);
+        };
+        match self {
+            SpendLog::Cluster {
+                system,
+                database,
+                schema,
+                ..
+            } => (system, database, schema) == (cs, cd, cn),
+            SpendLog::Table {
+                system,
+                database,
+                table,
+            } => (system, database) == (cs, cd) && tables.contains(table),
+            SpendLog::Url(url) => url == url_display,
+        }
+    }
+}
+
+impl std::fmt::Display for SpendLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SpendLog::Cluster {
+                system,
+                database,
+                schema,
+                ..
+            } => write!(
+                f,
+                "{IDENTITY_PREFIX}{system} database {database} schema {schema}"
+            ),
+            SpendLog::Table {
+                system,
+                database,
+                table,
+            } => write!(
+                f,
+                "{IDENTITY_PREFIX}{system} database {database} spend log {table}"
+            ),
+            SpendLog::Url(url) => f.write_str(url),
+        }
+    }
+}
+
+/// Reads the [`SpendLog`] this session reads (`sql/state_identity.sql`). Where the server
+/// refuses the identity query (`pg_control_system()` revoked or missing), the redacted URL
+/// stands in, as in state files before this check: then a new host, port or role means a
+/// rebuild. Any other error (a lost connection) is returned, so that the refresh fails and
+/// retries rather than take a flaky moment for another database.
 pub async fn database_identity(
     client: &mut deadpool_postgres::Object,
     url_display: &str,
-) -> Result<Identity, tokio_postgres::Error> {
+) -> Result<SpendLog, tokio_postgres::Error> {
     use tokio_postgres::error::SqlState;
     let found = async {
         let tx = crate::db::read_tx(client).await?;
@@ -109,20 +203,14 @@ pub async fn database_identity(
         Ok::<_, tokio_postgres::Error>(parts)
     }
     .await;
-    let by_url = || Identity {
-        text: url_display.to_string(),
-        former: Vec::new(),
-    };
     match found {
-        Ok((Some(system), Some(database), Some(schema), tables)) => Ok(Identity {
-            text: format!("{IDENTITY_PREFIX}{system} database {database} schema {schema}"),
-            former: tables
-                .into_iter()
-                .flatten()
-                .map(|t| format!("{IDENTITY_PREFIX}{system} database {database} spend log {t}"))
-                .collect(),
+        Ok((Some(system), Some(database), Some(schema), tables)) => Ok(SpendLog::Cluster {
+            system,
+            database,
+            schema,
+            tables: tables.into_iter().flatten().collect(),
         }),
-        Ok(_) => Ok(by_url()),
+        Ok(_) => Ok(SpendLog::Url(url_display.to_string())),
         Err(e)
             if [
                 &SqlState::INSUFFICIENT_PRIVILEGE,
@@ -135,21 +223,9 @@ pub async fn database_identity(
                 error = %crate::db::describe(&e),
                 "Cannot read the identity of the database (pg_control_system() is refused); the state file is tied to the database URL instead."
             );
-            Ok(by_url())
+            Ok(SpendLog::Url(url_display.to_string()))
         }
         Err(e) => Err(e),
-    }
-}
-
-/// Whether a state file written for `saved` may continue on the spend log `identity` names.
-/// A file from before identities (its `database` is the redacted URL) is accepted when that URL
-/// is the current one, as it was then; one from before schemas were recorded when the table it
-/// named is the spend log or the legacy table. Its next save records the identity.
-pub fn same_database(saved: &str, identity: &Identity, url_display: &str) -> bool {
-    if saved.starts_with(IDENTITY_PREFIX) {
-        saved == identity.text || identity.former.iter().any(|f| f == saved)
-    } else {
-        saved == url_display
     }
 }
 
@@ -226,70 +302,63 @@ pub fn save(
 
 #[cfg(test)]
 mod tests {
-    use super::{same_database, Identity, IDENTITY_PREFIX};
+    use super::SpendLog;
 
-    fn identity(system: &str, database: &str, schema: &str, tables: &[&str]) -> Identity {
-        let at = format!("{IDENTITY_PREFIX}{system} database {database}");
-        Identity {
-            text: format!("{at} schema {schema}"),
-            former: tables
-                .iter()
-                .map(|t| format!("{at} spend log {t}"))
-                .collect(),
+    fn here(tables: &[&str]) -> SpendLog {
+        SpendLog::Cluster {
+            system: "7712769022161459553".into(),
+            database: "16384".into(),
+            schema: "2200".into(),
+            tables: tables.iter().map(|t| t.to_string()).collect(),
         }
     }
 
     #[test]
     fn a_state_file_follows_the_spend_log_not_the_url() {
-        let here = identity("7712769022161459553", "16384", "2200", &["16500"]);
+        let here = here(&["16500"]);
         let url = "postgres://exporter@db:5432/litellm";
+        let text = here.to_string();
+        // What a file records reads back as the same spend log.
+        assert!(SpendLog::from_saved(&text).continues_on(&here, url));
         // Another route (host, port, role) to the same spend log.
-        assert!(same_database(
-            &here.text,
-            &here,
-            "postgres://vault-123@pgbouncer:6432/litellm"
-        ));
+        assert!(here.continues_on(&here, "postgres://vault-123@pgbouncer:6432/litellm"));
         // Another cluster, database or schema.
         for other in [
-            here.text
-                .replace("7712769022161459553", "7712769022161459554"),
-            here.text.replace("database 16384", "database 16385"),
-            here.text.replace("schema 2200", "schema 2201"),
+            text.replace("7712769022161459553", "7712769022161459554"),
+            text.replace("database 16384", "database 16385"),
+            text.replace("schema 2200", "schema 2201"),
         ] {
-            assert!(!same_database(&other, &here, url), "{other}");
+            assert!(
+                !SpendLog::from_saved(&other).continues_on(&here, url),
+                "{other}"
+            );
         }
         // A file written before identities holds the URL: accepted for that URL only.
-        assert!(same_database(url, &here, url));
-        assert!(!same_database(
-            url,
-            &here,
-            "postgres://exporter@other:5432/litellm"
-        ));
+        let old = SpendLog::from_saved(url);
+        assert_eq!(old, SpendLog::Url(url.into()));
+        assert!(old.continues_on(&here, url));
+        assert!(!old.continues_on(&here, "postgres://exporter@other:5432/litellm"));
         // A server that refuses the identity query stands in its URL: a file that recorded an
         // identity is not taken for it.
-        let refused = Identity {
-            text: url.to_string(),
-            former: Vec::new(),
-        };
-        assert!(!same_database(&here.text, &refused, url));
+        assert!(!here.continues_on(&SpendLog::Url(url.into()), url));
     }
 
     #[test]
     fn a_state_file_naming_the_table_survives_litellms_partitioning() {
-        let before = format!("{IDENTITY_PREFIX}7712769022161459553 database 16384 spend log 16500");
+        let before = SpendLog::from_saved(
+            "postgresql system 7712769022161459553 database 16384 spend log 16500",
+        );
+        assert!(matches!(before, SpendLog::Table { .. }));
         // LiteLLM's script renamed table 16500 to LiteLLM_SpendLogs_legacy; 17000 is the new one.
-        let after = identity("7712769022161459553", "16384", "2200", &["17000", "16500"]);
-        assert!(same_database(&before, &after, "u"));
+        assert!(before.continues_on(&here(&["17000", "16500"]), "u"));
         // The same file against another table, or another database holding that OID.
-        assert!(!same_database(
-            &before,
-            &identity("7712769022161459553", "16384", "2200", &["17000"]),
-            "u"
-        ));
-        assert!(!same_database(
-            &before,
-            &identity("7712769022161459553", "16385", "2200", &["16500"]),
-            "u"
-        ));
+        assert!(!before.continues_on(&here(&["17000"]), "u"));
+        let elsewhere = SpendLog::Cluster {
+            system: "7712769022161459553".into(),
+            database: "16385".into(),
+            schema: "2200".into(),
+            tables: vec!["16500".into()],
+        };
+        assert!(!before.continues_on(&elsewhere, "u"));
     }
 }

@@ -19,6 +19,8 @@ use rustls::{
 use tokio_postgres::config::SslMode;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
+use crate::selfmetrics::ErrorKind;
+
 /// URL parameters this module reads; they are removed before the driver parses the rest.
 pub const PARAMS: &[&str] = &[
     "sslmode",
@@ -471,12 +473,12 @@ pub enum Failure {
 }
 
 impl Failure {
-    pub fn kind(&self) -> &'static str {
+    pub fn kind(&self) -> ErrorKind {
         match self {
-            Failure::Unavailable => "tls_unavailable",
-            Failure::UnknownCa => "tls_unknown_ca",
-            Failure::HostName => "tls_hostname",
-            Failure::Other(_) => "tls",
+            Failure::Unavailable => ErrorKind::TlsUnavailable,
+            Failure::UnknownCa => ErrorKind::TlsUnknownCa,
+            Failure::HostName => ErrorKind::TlsHostname,
+            Failure::Other(_) => ErrorKind::Tls,
         }
     }
 }
