@@ -266,7 +266,7 @@ impl Series {
                 continue;
             }
             for (f, fam) in LEDGER_FAMILIES.iter().enumerate() {
-                let Some(id) = r.series_of(f, c, &classes[c].key) else {
+                let Some(id) = r.series_of(f, c, &classes[c]) else {
                     continue;
                 };
                 let st = &mut self.fams[f];

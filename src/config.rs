@@ -15,7 +15,7 @@ use serde_yaml::{Mapping, Value};
 use crate::catalogue::{DEFAULT_BUCKETS, LATENCY_BUCKETS};
 use crate::cli::{RunArgs, DEFAULT_PORT};
 use crate::db::{self, PoolSettings, Target, MAX_POOL_SIZE};
-use crate::entities::EntityConfig;
+use crate::entities::{EntityConfig, Sources};
 use crate::ledger::read::{Extra, Identity};
 use crate::ledger::tail::TailConfig;
 use crate::ledger::values::Thresholds;
@@ -170,32 +170,6 @@ const EXPORTER_KEYS: &[&str] = &[
     "labels",
     "sources",
 ];
-
-/// Which tables are read at all; everything is on by default.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Sources {
-    /// The spend log (every counter and histogram).
-    pub ledger: bool,
-    pub teams: bool,
-    pub keys: bool,
-    pub users: bool,
-    pub organizations: bool,
-    pub customers: bool,
-}
-
-impl Default for Sources {
-    fn default() -> Self {
-        Sources {
-            ledger: true,
-            teams: true,
-            keys: true,
-            users: true,
-            organizations: true,
-            customers: true,
-        }
-    }
-}
 
 /// The file: the exporter's own `exporter:` section and LiteLLM's proxy config (the proxy's
 /// `proxy_config.yaml` can be given as it is). Problems are collected, not returned at the first,

@@ -9,15 +9,42 @@ use std::fmt::Write;
 
 use crate::catalogue::{GAUGE_FAMILIES, USER_WITH_EMAIL};
 use crate::db::{self, DbError};
-use crate::render::{fmt_value, push_header, FamilyCount};
+use crate::render::{fmt_value, label_block, push_header, FamilyCount};
 use crate::schema::Schema;
 use crate::selection::Selection;
 use crate::sql;
 
+/// Which tables are read at all (`exporter.sources`): the spend log, and each entity table, whose
+/// gauges this module reads; everything is on by default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Sources {
+    /// The spend log (every counter and histogram).
+    pub ledger: bool,
+    pub teams: bool,
+    pub keys: bool,
+    pub users: bool,
+    pub organizations: bool,
+    pub customers: bool,
+}
+
+impl Default for Sources {
+    fn default() -> Self {
+        Sources {
+            ledger: true,
+            teams: true,
+            keys: true,
+            users: true,
+            organizations: true,
+            customers: true,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, Default, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct EntityConfig {
     /// Which entity tables are read (`exporter.sources`).
-    pub sources: crate::config::Sources,
+    pub sources: Sources,
     /// Customer budgets carry the end-user id; LiteLLM emits them only with end-user tracking on.
     pub customers: bool,
     /// `prometheus_user_budget_label_include_email_alias`.
@@ -68,8 +95,8 @@ impl<'a> Gauges<'a> {
     fn set(&mut self, family: usize, names: &[&str], values: &[&str], v: f64) {
         if v.is_nan() {
             self.bad += 1;
-        } else if let Some(block) = self.sel.gauge_block(family, names, values) {
-            self.samples[family].push((block, v));
+        } else if let Some((names, values)) = self.sel.gauge_labels(family, names, values) {
+            self.samples[family].push((label_block(&names, &values), v));
         }
     }
 

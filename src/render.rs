@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use ahash::RandomState;
 
 use crate::catalogue::{CounterValue, Kind, Label, LedgerFamily, Rows, LEDGER_FAMILIES};
-use crate::ledger::class::{self, ClassKey};
-use crate::ledger::packed::{PackedKey, Strings};
+use crate::ledger::labels::LabelValue;
+use crate::ledger::packed::Strings;
 use crate::ledger::values::{value_shown, ClassAcc, HistAcc, Thresholds};
 use crate::ledger::{ClassEntry, Ledger};
 use crate::selection::Selection;
@@ -101,7 +101,7 @@ pub fn only_when_positive(v: CounterValue) -> bool {
     )
 }
 
-fn counts_class(f: &LedgerFamily, k: &PackedKey) -> bool {
+fn counts_class(f: &LedgerFamily, k: &ClassEntry) -> bool {
     let rows_ok = match f.rows {
         Rows::All => true,
         Rows::Success => !k.failed(),
@@ -372,12 +372,12 @@ struct LabelSet {
     index: hashbrown::HashTable<u32>,
     hasher: RandomState,
     blocks: Blocks,
-    /// Per ledger string-table index: the index of its escaped label value in `blocks.values`
+    /// Per `LabelValue::Stored` id: the index of its escaped label value in `blocks.values`
     /// (`u32::MAX`: not seen yet). Most label values are one stored field of the class key, and a
-    /// class is mapped once per label list: looking values up by index instead of hashing their
+    /// class is mapped once per label list: looking values up by id instead of hashing their
     /// text was most of the mapping's time with millions of series (measured: 39 % of a render
     /// of 32M series in the text interner, 15 % more in its compares).
-    by_string: Vec<u32>,
+    by_stored: Vec<u32>,
     scratch: String,
 }
 
@@ -389,16 +389,21 @@ impl LabelSet {
         self.blocks.values.id(&self.scratch)
     }
 
-    /// The same for the ledger string `id`.
-    fn value_of_string(&mut self, strings: &Strings, id: u32) -> u32 {
-        let i = id as usize;
-        if i >= self.by_string.len() {
-            self.by_string.resize(strings.len().max(i + 1), u32::MAX);
+    /// The same for a class's label value; `stored` bounds the ledger's stored ids.
+    fn value_of(&mut self, v: LabelValue<'_>, stored: usize) -> u32 {
+        match v {
+            LabelValue::Stored(v) => {
+                let i = v.id() as usize;
+                if i >= self.by_stored.len() {
+                    self.by_stored.resize(stored.max(i + 1), u32::MAX);
+                }
+                if self.by_stored[i] == u32::MAX {
+                    self.by_stored[i] = self.value(v.text());
+                }
+                self.by_stored[i]
+            }
+            LabelValue::Spelled(text) => self.value(&text),
         }
-        if self.by_string[i] == u32::MAX {
-            self.by_string[i] = self.value(class::or_none(strings.get(id)));
-        }
-        self.by_string[i]
     }
 
     /// The id of the block of these value indexes, added if new.
@@ -463,36 +468,15 @@ impl LedgerRenderer {
                 .collect();
             self.sets = sets;
         }
-        let strings = ledger.strings();
+        let stored = ledger.stored_values();
         let mut ids = Vec::new();
         for c in self.mapped..ledger.classes().len() {
-            let packed = &ledger.classes()[c].key;
-            // Spelled out only for a label made from several fields (or from the organization
-            // table): that costs a few allocations per class.
-            let mut spelled: Option<ClassKey> = None;
-            // The memory guard's overflow classes read their bucket's label ("other", "other-2",
-            // ...) in every label, whatever a label makes of its fields.
-            let overflow = ledger.is_overflow(c);
+            let mut labels = ledger.labels(c, &self.org_aliases);
             for set in &mut self.sets {
                 ids.clear();
                 for j in 0..set.labels.len() {
-                    if overflow {
-                        // Its bucket's label: "other", "other-2", ...
-                        ids.push(
-                            set.value(crate::ledger::packed::KeyView::field(&ledger.view(c), 0)),
-                        );
-                        continue;
-                    }
-                    let label = set.labels[j];
-                    let v = match packed.label_string(label) {
-                        Some(id) => set.value_of_string(strings, id),
-                        None => {
-                            let key = spelled.get_or_insert_with(|| ledger.key(c));
-                            let org = self.org_aliases.get(&key.org_id).map(String::as_str);
-                            set.value(&key.label_value(label, org))
-                        }
-                    };
-                    ids.push(v);
+                    let v = labels.value(set.labels[j]);
+                    ids.push(set.value_of(v, stored));
                 }
                 let id = set.intern(&ids);
                 self.class_series.push(id);
@@ -524,9 +508,9 @@ impl LedgerRenderer {
 
     /// The series of class `c` in family `f`, or None if the family does not count the class
     /// (or is not exported). The class must have been mapped (`map_classes` or `render`).
-    pub fn series_of(&self, f: usize, c: usize, key: &PackedKey) -> Option<usize> {
+    pub fn series_of(&self, f: usize, c: usize, class: &ClassEntry) -> Option<usize> {
         let s = self.family_set[f]?;
-        counts_class(&LEDGER_FAMILIES[f], key)
+        counts_class(&LEDGER_FAMILIES[f], class)
             .then(|| self.class_series[c * self.sets.len() + s] as usize)
     }
 
@@ -656,7 +640,7 @@ impl LedgerRenderer {
         let series: Vec<Option<usize>> = classes
             .iter()
             .enumerate()
-            .map(|(i, c)| self.series_of(f, i, &c.key))
+            .map(|(i, c)| self.series_of(f, i, c))
             .collect();
         let mut written = 0usize;
         let mut rows = vec![0u64; blocks.len()];

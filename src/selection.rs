@@ -294,8 +294,14 @@ impl Selection {
         (sel, f)
     }
 
-    /// A gauge's label block for `values` given in the family's full label order.
-    pub fn gauge_block(&self, family: usize, all: &[&str], values: &[&str]) -> Option<String> {
+    /// A gauge's exported labels and their values, for `values` given in the family's full
+    /// label order (`all`); None when the family is not exported.
+    pub fn gauge_labels<'a>(
+        &self,
+        family: usize,
+        all: &[&'a str],
+        values: &[&'a str],
+    ) -> Option<(Vec<&'a str>, Vec<&'a str>)> {
         let keep = self.gauges[family].as_ref()?;
         let default = GAUGE_FAMILIES[family].labels;
         let (names, vals): (Vec<&str>, Vec<&str>) = all
@@ -307,7 +313,7 @@ impl Selection {
             })
             .map(|(n, v)| (*n, *v))
             .unzip();
-        Some(crate::render::label_block(&names, &vals))
+        Some((names, vals))
     }
 
     /// A label's Prometheus name (custom labels are named by the configuration).

@@ -13,6 +13,7 @@
 
 pub mod class;
 pub mod fold;
+pub mod labels;
 pub mod memory;
 pub mod packed;
 pub mod project;
@@ -71,6 +72,23 @@ pub struct ClassEntry {
     /// Resolved through the ledger's `strings` (`Ledger::key`, `Ledger::view`).
     pub key: PackedKey,
     pub acc: ClassAcc,
+}
+
+impl ClassEntry {
+    /// Whether the class's rows failed (where an exported family tells; else false).
+    pub fn failed(&self) -> bool {
+        self.key.failed()
+    }
+
+    /// Whether the class's rows were cache hits (`cache_hit` "True").
+    pub fn is_cache_hit(&self) -> bool {
+        self.key.is_cache_hit()
+    }
+
+    /// Whether the class's rows were cache misses (`cache_hit` "False").
+    pub fn is_cache_miss(&self) -> bool {
+        self.key.is_cache_miss()
+    }
 }
 
 /// The totals, the memory of recent rows, and what the state file keeps of them. Serialised by
@@ -303,11 +321,6 @@ impl Ledger {
 
     pub fn classes(&self) -> &[ClassEntry] {
         &self.classes
-    }
-
-    /// Every dimension value the classes use, each once (`PackedKey` indexes into it).
-    pub fn strings(&self) -> &packed::Strings {
-        &self.strings
     }
 
     /// The dimensions of class `c`, read in place.

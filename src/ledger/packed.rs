@@ -241,7 +241,7 @@ impl PackedKey {
     }
 
     /// The string-table index of field `i` (0, the empty string, when absent).
-    fn field_id(&self, i: usize) -> u32 {
+    pub(super) fn field_id(&self, i: usize) -> u32 {
         let h = self.0[0];
         if h & (1 << i) == 0 {
             return 0;

@@ -14,10 +14,27 @@ use tokio_postgres::types::{FromSql, Type};
 use tokio_postgres::Row;
 
 use super::class::{ClassKey, Dims};
-use super::read::{Extra, Identity};
 use super::values::RowValues;
 use super::RawRow;
 use crate::catalogue::HistValue;
+
+/// Which person-identifying dimensions are read at all. Off means the label is exported as
+/// "None" and the value never leaves the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct Identity {
+    pub end_user: bool,
+    pub user_email: bool,
+    pub client_ip: bool,
+}
+
+/// A configured custom label: a JSON path into the row's metadata (LiteLLM's
+/// `custom_prometheus_metadata_labels`, read from `metadata.spend_logs_metadata` first, then
+/// `metadata`), or a LIKE pattern matched against `request_tags` (`custom_prometheus_tags`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Extra {
+    Metadata(Vec<String>),
+    Tag(String),
+}
 
 /// Label values (and so series keys) are capped at this many characters: a hostile alias of a
 /// megabyte costs a kilobyte per series, not a megabyte.

@@ -14,23 +14,9 @@ use crate::sql;
 
 const SPEND_LOGS: &str = "LiteLLM_SpendLogs";
 
-/// Which person-identifying dimensions are read at all. Off means the label is exported as
-/// "None" and the value never leaves the database.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-pub struct Identity {
-    pub end_user: bool,
-    pub user_email: bool,
-    pub client_ip: bool,
-}
-
-/// A configured custom label: a JSON path into the row's metadata (LiteLLM's
-/// `custom_prometheus_metadata_labels`, read from `metadata.spend_logs_metadata` first, then
-/// `metadata`), or a LIKE pattern matched against `request_tags` (`custom_prometheus_tags`).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum Extra {
-    Metadata(Vec<String>),
-    Tag(String),
-}
+// Settings `project` applies to every row; `Projection::new` takes them, so its callers find
+// them here too.
+pub use super::project::{Extra, Identity};
 
 /// The ledger's row statement for one schema and one label configuration, and the rules that
 /// turn its rows into raw facts (`project`).
