@@ -38,8 +38,8 @@ use crate::ledger::read;
 use crate::ledger::values::{ClassAcc, HistAcc, Thresholds};
 use crate::ledger::Ledger;
 use crate::render::{
-    counter_units, counter_value, label_block, only_when_positive, push_header, split, HistLines,
-    LedgerRenderer,
+    counter_served, counter_units, counter_value, fold, histogram_served, label_block, other_block,
+    push_header, HistLines, LedgerRenderer,
 };
 use crate::schema::Schema;
 use crate::selection::Selection;
@@ -216,13 +216,7 @@ impl Series {
             .iter()
             .enumerate()
             .map(|(f, _)| FamilyState {
-                other_block: sel.ledger[f]
-                    .as_deref()
-                    .map(|ls| {
-                        let names: Vec<&str> = ls.iter().map(|l| sel.name(*l)).collect();
-                        label_block(&names, &vec!["other"; names.len()])
-                    })
-                    .unwrap_or_default(),
+                other_block: other_block(sel, f),
                 ..Default::default()
             })
             .collect();
@@ -330,13 +324,13 @@ impl Series {
         } else {
             format!("{:.3}", t_ms as f64 / 1000.0)
         };
-        // Which series are served at all: the same conditions as `render`.
+        // Which series are served at all: `render`'s own rules.
         for &(f, id) in &self.dirty {
             let st = &mut self.fams[f];
             let i = id as usize;
             let live = match LEDGER_FAMILIES[f].kind {
-                Kind::Counter(v) => st.rows[i] > 0 && !(st.units[i] == 0 && only_when_positive(v)),
-                Kind::Histogram(_) => st.hists[i].count > 0,
+                Kind::Counter(v) => counter_served(v, st.rows[i], st.units[i]),
+                Kind::Histogram(_) => histogram_served(&st.hists[i]),
             };
             if live && !st.live[i] {
                 st.live[i] = true;
@@ -346,13 +340,13 @@ impl Series {
                 }
             }
         }
-        // The series cap: the same `split` as `render`, redone only when the live set grew.
+        // The series cap: `render`'s own `fold`, redone only when the live set grew.
         for (f, st) in self.fams.iter_mut().enumerate() {
             if !st.resplit {
                 continue;
             }
             st.resplit = false;
-            let (_, folded) = split(r.blocks(f), &st.live, sel.max_series);
+            let (_, folded) = fold(r.blocks(f), &st.live, sel.max_series, &st.other_block);
             let mut now = vec![false; st.live.len()];
             for i in folded {
                 now[i] = true;
@@ -821,6 +815,47 @@ mod tests {
         v
     }
 
+    /// Counts `steps` (the rows of each step, a minute apart) into a ledger and keeps the backfill's
+    /// series incrementally; after every step they must be exactly what the live renderer serves
+    /// for the same ledger. Returns what was served at each step.
+    fn served_alike(sel: &Selection, steps: Vec<Vec<RawRow>>) -> Vec<Vec<String>> {
+        let t = Thresholds::new(&[0.005, 0.5, 1.0, 2.5], &[0.01, 0.1]);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut ledger = Ledger::default();
+        let mut mapping = LedgerRenderer::default();
+        let mut full = LedgerRenderer::default();
+        let mut series = Series::new(sel, &[], dir.path(), &t);
+        let mut served = Vec::new();
+        for (k, rows) in steps.into_iter().enumerate() {
+            let k = k as u64;
+            let mut touched = Vec::new();
+            for r in rows {
+                touched.push(
+                    ledger
+                        .class_index(&r.key)
+                        .unwrap_or(ledger.classes().len() as u32),
+                );
+                ledger.apply_row(r, false, &t);
+            }
+            touched.sort_unstable();
+            touched.dedup();
+            mapping.map_classes(&ledger, &HashMap::new(), sel);
+            series.absorb(&ledger, &mapping, &touched);
+            series
+                .emit(k, k as i64 * 60_000, 240_000, &mapping, sel)
+                .expect("emit");
+            let now = series.served(&mapping);
+            assert_eq!(
+                now,
+                rendered(&mut full, &ledger, &t, sel),
+                "step {k}, cap {:?}",
+                sel.max_series
+            );
+            served.push(now);
+        }
+        served
+    }
+
     /// At every step, the incrementally kept series are exactly what the live renderer serves for
     /// the same ledger, with and without the series cap (whose folding changes as series appear).
     #[test]
@@ -830,43 +865,65 @@ mod tests {
                 max_series: cap,
                 ..Default::default()
             };
-            let t = Thresholds::new(&[0.005, 0.5, 1.0, 2.5], &[0.01, 0.1]);
-            let dir = tempfile::tempdir().expect("tempdir");
-            let mut ledger = Ledger::default();
-            let mut mapping = LedgerRenderer::default();
-            let mut full = LedgerRenderer::default();
-            let mut series = Series::new(&sel, &[], dir.path(), &t);
             let mut n = 0;
-            for k in 0..40u64 {
-                let mut touched = Vec::new();
-                for _ in 0..(k % 5) * 3 {
-                    let r = row(n);
-                    n += 1;
-                    touched.push(
-                        ledger
-                            .class_index(&r.key)
-                            .unwrap_or(ledger.classes().len() as u32),
-                    );
-                    ledger.apply_row(r, false, &t);
-                }
-                touched.sort_unstable();
-                touched.dedup();
-                mapping.map_classes(&ledger, &HashMap::new(), &sel);
-                series.absorb(&ledger, &mapping, &touched);
-                series
-                    .emit(k, k as i64 * 60_000, 240_000, &mapping, &sel)
-                    .expect("emit");
-                assert_eq!(
-                    series.served(&mapping),
-                    rendered(&mut full, &ledger, &t, &sel),
-                    "step {k}, cap {cap:?}"
-                );
-            }
-            let folded = series
-                .served(&mapping)
+            let steps = (0..40u64)
+                .map(|k| {
+                    (0..(k % 5) * 3)
+                        .map(|_| {
+                            n += 1;
+                            row(n - 1)
+                        })
+                        .collect()
+                })
+                .collect();
+            let served = served_alike(&sel, steps);
+            let folded = served
+                .last()
+                .expect("steps")
                 .iter()
                 .any(|l| l.contains("\"other\""));
             assert_eq!(folded, cap.is_some(), "the caps fold series");
+        }
+    }
+
+    /// A team literally named "other" has the overflow series' labels where a family shows only
+    /// the team: once the cap folds anything, the backfill folds it too, as the render does,
+    /// instead of writing two series with the same labels.
+    #[test]
+    fn a_team_named_other_folds_as_in_the_render() {
+        let mut sel = Selection {
+            max_series: Some(2),
+            ..Default::default()
+        };
+        for labels in sel.ledger.iter_mut().flatten() {
+            *labels = vec![crate::catalogue::Label::Team];
+        }
+        // "other" sorts first: the cap of 2 keeps it and "p" until it joins the fold.
+        let teams = ["other", "p", "q", "r", "other", "q"];
+        let steps = teams
+            .iter()
+            .enumerate()
+            .map(|(k, team)| {
+                let mut r = row(k as u64);
+                r.key.team_id = team.to_string();
+                vec![r]
+            })
+            .collect();
+        let requests = |team: &str, n: u64| {
+            format!("litellm_proxy_total_requests_metric_total{{team=\"{team}\"}} {n}")
+        };
+        for (k, served) in served_alike(&sel, steps).iter().enumerate() {
+            let shown: Vec<&String> = served
+                .iter()
+                .filter(|l| l.starts_with("litellm_proxy_total_requests_metric_total"))
+                .collect();
+            // From "q" on, "other", "q" and "r" count in the one series named "other".
+            let want = match k {
+                0 => vec![requests("other", 1)],
+                1 => vec![requests("other", 1), requests("p", 1)],
+                _ => vec![requests("other", k as u64), requests("p", 1)],
+            };
+            assert_eq!(shown, want.iter().collect::<Vec<_>>(), "step {k}");
         }
     }
 

@@ -90,7 +90,7 @@ pub fn push_header(out: &mut String, name: &str, help: &str, kind: &str) {
 
 /// Token-detail and cache families appear only once they have counted something, as in LiteLLM,
 /// which increments them only for positive values.
-pub fn only_when_positive(v: CounterValue) -> bool {
+fn only_when_positive(v: CounterValue) -> bool {
     !matches!(
         v,
         CounterValue::Requests
@@ -99,6 +99,17 @@ pub fn only_when_positive(v: CounterValue) -> bool {
             | CounterValue::PromptTokens
             | CounterValue::CompletionTokens
     )
+}
+
+/// Whether a counter series is served: once a row counts in it, and for the families that appear
+/// only when positive (`only_when_positive`), once its value is.
+pub fn counter_served(v: CounterValue, rows: u64, units: u128) -> bool {
+    rows > 0 && !(units == 0 && only_when_positive(v))
+}
+
+/// Whether a histogram series is served: once it observed something.
+pub fn histogram_served(acc: &HistAcc) -> bool {
+    acc.count > 0
 }
 
 fn counts_class(f: &LedgerFamily, k: &ClassEntry) -> bool {
@@ -163,15 +174,31 @@ pub fn split(
     }
 }
 
-/// A kept series whose labels are all literally "other" (say, a team named "other") has the
-/// overflow series' identity: once anything folds, it joins the fold rather than be written
-/// twice with the same labels. Its value continues in the overflow series, which only adds to
-/// it, so it never decreases.
-fn join_literal_other(
-    (mut kept, mut folded): (Vec<usize>, Vec<usize>),
-    blocks: &Blocks,
+/// The label block of family `f`'s overflow series, every label "other" (LiteLLM's convention);
+/// empty when the family is not exported.
+pub fn other_block(sel: &Selection, f: usize) -> String {
+    sel.ledger[f]
+        .as_deref()
+        .map(|ls| {
+            let names: Vec<&str> = ls.iter().map(|l| sel.name(*l)).collect();
+            label_block(&names, &vec!["other"; names.len()])
+        })
+        .unwrap_or_default()
+}
+
+/// Which of a ledger family's live series are written and which fold into its overflow series
+/// (label block `other`), for the live render and the backfill alike: the series cap (`split`),
+/// and a kept series whose labels are all literally "other" (say, a team named "other"). That one
+/// has the overflow series' identity: once anything folds, it joins the fold rather than be
+/// written twice with the same labels. Its value continues in the overflow series, which only
+/// adds to it, so it never decreases.
+pub fn fold(
+    blocks: &(impl BlockList + ?Sized),
+    live: &[bool],
+    cap: Option<usize>,
     other: &str,
 ) -> (Vec<usize>, Vec<usize>) {
+    let (mut kept, mut folded) = split(blocks, live, cap);
     if !folded.is_empty() {
         if let Some(p) = kept.iter().position(|i| blocks.text(*i) == other) {
             folded.push(kept.remove(p));
@@ -649,13 +676,7 @@ impl LedgerRenderer {
                 rows[*id] += c.acc.rows;
             }
         }
-        let other = sel.ledger[f]
-            .as_deref()
-            .map(|ls| {
-                let names: Vec<&str> = ls.iter().map(|l| sel.name(*l)).collect();
-                label_block(&names, &vec!["other"; names.len()])
-            })
-            .unwrap_or_default();
+        let other = other_block(sel, f);
         let mut folded_rows = 0u64;
         let mut folded_n = 0usize;
         match fam.kind {
@@ -672,10 +693,9 @@ impl LedgerRenderer {
                 let live: Vec<bool> = sums
                     .iter()
                     .zip(&rows)
-                    .map(|(u, r)| *r > 0 && !(*u == 0 && only_when_positive(v)))
+                    .map(|(u, r)| counter_served(v, *r, *u))
                     .collect();
-                let (kept, folded) =
-                    join_literal_other(split(blocks, &live, sel.max_series), blocks, &other);
+                let (kept, folded) = fold(blocks, &live, sel.max_series, &other);
                 let mut block = String::new();
                 for i in kept {
                     block.clear();
@@ -705,9 +725,8 @@ impl LedgerRenderer {
                 }
                 let mark = out.len();
                 push_header(&mut out, fam.name, fam.help, "histogram");
-                let live: Vec<bool> = sums.iter().map(|a| a.count > 0).collect();
-                let (kept, folded) =
-                    join_literal_other(split(blocks, &live, sel.max_series), blocks, &other);
+                let live: Vec<bool> = sums.iter().map(histogram_served).collect();
+                let (kept, folded) = fold(blocks, &live, sel.max_series, &other);
                 let mut overflow = HistAcc::default();
                 for i in &folded {
                     overflow.merge(&sums[*i]);

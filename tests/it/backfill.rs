@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::exporter::{free_port, Exporter, BIN, SEED_BIN};
+use super::exporter::{free_port, Exporter, Scrape, BIN, SEED_BIN};
 use super::support::{fresh_db, Schema};
 
 const DAY: i64 = 86_400;
@@ -126,6 +126,27 @@ fn run(cmd: &mut Command, what: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// `litellm-exporter backfill` up to now into `out`, with the configuration file `cfg` (the live
+/// exporter's too) and `args` (`--from`, ...); what it prints.
+fn backfill(db_url: &str, cfg: &str, out: &Path, args: &[&str]) -> String {
+    run(
+        Command::new(BIN)
+            .args([
+                "--db-url",
+                db_url,
+                "--config.file",
+                cfg,
+                "backfill",
+                "--to",
+                "now",
+            ])
+            .arg("--out")
+            .arg(out)
+            .args(args),
+        "litellm-exporter backfill",
+    )
+}
+
 /// SQL's spend per team over `startTime` in (lo, hi] (seconds), by LiteLLM's rules (successful
 /// requests only) in the exporter's units: each row's spend rounded to pico-dollars, bad numbers
 /// counted as 0, no team as "None".
@@ -185,25 +206,18 @@ async fn backfilled_history_matches_sql_and_continues_into_live() {
     let cfg = cfg.to_str().expect("utf-8 path");
 
     let out = d.join("om");
-    let printed = run(
-        Command::new(BIN).args([
-            "--db-url",
-            &db.url,
-            "--config.file",
-            cfg,
-            "backfill",
+    let printed = backfill(
+        &db.url,
+        cfg,
+        &out,
+        &[
             "--from",
             "now-32d",
-            "--to",
-            "now",
-            "--out",
-            out.to_str().expect("path"),
             "--label",
             "job=litellm",
             "--label",
             "instance=litellm-it",
-        ]),
-        "litellm-exporter backfill",
+        ],
     );
     assert!(printed.contains("Wrote"), "{printed}");
     eprintln!("backfilled after {:?}", t0.elapsed());
@@ -385,4 +399,107 @@ async fn backfilled_history_matches_sql_and_continues_into_live() {
         &before,
         &spend_by_team(&c, 0.0, b).await,
     );
+}
+
+/// What an instant query at the last backfilled step sees in the OpenMetrics files under `dir`:
+/// the last sample of every series written within Prometheus's 5-minute lookback (a series the
+/// cap folded stops being written), as exposition lines without timestamps. Two samples of one
+/// series at one timestamp fail the test.
+fn last_backfilled(dir: &Path) -> String {
+    let mut last: BTreeMap<String, (i64, String)> = BTreeMap::new();
+    for f in std::fs::read_dir(dir).expect("out dir") {
+        let text = std::fs::read_to_string(f.expect("entry").path()).expect("read");
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let (sample, ts) = line.rsplit_once(' ').expect("timestamp");
+            let (series, value) = sample.rsplit_once(' ').expect("value");
+            let ts: i64 = ts.parse().expect("whole seconds");
+            match last.get(series) {
+                Some((t, v)) if *t == ts => {
+                    panic!("{series} written twice at {ts}: {v} and {value}")
+                }
+                Some((t, _)) if *t > ts => {}
+                _ => {
+                    last.insert(series.to_string(), (ts, value.to_string()));
+                }
+            }
+        }
+    }
+    let end = last.values().map(|(t, _)| *t).max().expect("samples");
+    last.iter()
+        .filter(|(_, (t, _))| *t > end - 300)
+        .map(|(series, (_, value))| format!("{series} {value}\n"))
+        .collect()
+}
+
+/// A team literally named "other", where a family shows only the team and the series cap folds:
+/// its series has the labels of the fold's "other" series, and the backfill must fold it as the
+/// live exporter does (one series, holding the folded teams and it), not write two series with
+/// the same labels. Both are checked against each other and against SQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_team_named_other_folds_alike_in_backfill_and_live() {
+    let db = fresh_db(Schema::New);
+    let c = db.client().await;
+    // 40 successful requests over the last two hours, ten per team; "other" sorts first, so the
+    // cap of 2 alone would keep it (and "p") and fold "q" and "r".
+    c.execute(
+        "INSERT INTO \"LiteLLM_SpendLogs\" (request_id, call_type, api_key, spend, total_tokens,
+            prompt_tokens, completion_tokens, \"startTime\", \"endTime\", \"completionStartTime\",
+            model, model_group, custom_llm_provider, team_id, status, metadata)
+         SELECT 'fold-' || g, 'acompletion', 'hash-fold', (g % 5 + 1) / 1000.0, 10, 4, 6,
+            (now() AT TIME ZONE 'UTC') - make_interval(mins => 10 + 3 * g),
+            (now() AT TIME ZONE 'UTC') - make_interval(mins => 10 + 3 * g) + interval '1 second',
+            (now() AT TIME ZONE 'UTC') - make_interval(mins => 10 + 3 * g) + interval '1 second',
+            'openai/gpt-4o', 'gpt-4o', 'openai', (ARRAY['other', 'p', 'q', 'r'])[g % 4 + 1],
+            'success', '{\"status\": \"success\"}'::jsonb
+         FROM generate_series(0, 39) g",
+        &[],
+    )
+    .await
+    .expect("insert spend-log rows");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("config.yaml");
+    std::fs::write(
+        &cfg,
+        "litellm_settings:\n  prometheus_metrics_config:\n    - group: t\n      metrics: [litellm_spend_metric, litellm_proxy_total_requests_metric, litellm_request_total_latency_metric]\n      include_labels: [team]\n  prometheus_metrics_max_series_per_metric: 2\n",
+    )
+    .expect("config");
+    let cfg = cfg.to_str().expect("utf-8 path");
+    let out = dir.path().join("om");
+    backfill(&db.url, cfg, &out, &["--from", "now-3h", "--step", "60s"]);
+    let backfilled = Scrape::parse(&last_backfilled(&out)).counters();
+
+    let e = Exporter::start(&db.url, &["--config.file", cfg]);
+    e.wait_ready(Duration::from_secs(60)).await;
+    let live = e.scrape().await.counters();
+    assert_eq!(
+        backfilled, live,
+        "last backfilled values vs the live exporter"
+    );
+
+    // What both show: "p" on its own, and one series "other" for the teams other, q and r.
+    let want = spend_by_team(&c, 0.0, 4e9).await;
+    let spend = |teams: &[&str]| teams.iter().map(|t| want[*t]).sum::<f64>();
+    let shown: BTreeMap<String, f64> = live
+        .iter()
+        .filter(|(k, _)| k.starts_with("litellm_spend_metric_total"))
+        .map(|(k, v)| (k.clone(), *v))
+        .collect();
+    assert_same(
+        "spend shown per series",
+        &shown,
+        &BTreeMap::from([
+            (
+                "litellm_spend_metric_total{\"team\": \"other\"}".to_string(),
+                spend(&["other", "q", "r"]),
+            ),
+            (
+                "litellm_spend_metric_total{\"team\": \"p\"}".to_string(),
+                spend(&["p"]),
+            ),
+        ]),
+    );
+    let requests = |team: &str| {
+        live[&format!("litellm_proxy_total_requests_metric_total{{\"team\": \"{team}\"}}")]
+    };
+    assert_eq!((requests("other"), requests("p")), (30.0, 10.0));
 }
