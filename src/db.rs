@@ -376,6 +376,15 @@ pub fn describe(e: &tokio_postgres::Error) -> String {
                     " (the server accepts only TLS connections: set sslmode=require or stronger)",
                 );
             }
+            // LiteLLM's partitioning scripts replace the spend-log table; a new table carries
+            // none of the old one's grants.
+            if *db.code() == tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE
+                && db.message().contains("LiteLLM_")
+            {
+                s.push_str(
+                    " (grant the exporter's role SELECT again: run sql/setup/readonly_role.sql; a table LiteLLM replaced, as its spend-log partitioning scripts do, keeps none of the old grants)",
+                );
+            }
             s
         }
         None => {

@@ -37,6 +37,16 @@ impl Schema {
             .map(|s| s.to_string())
             .collect();
         let rows = client.query(sql::SCHEMA_COLUMNS, &[&names]).await?;
+        let unreadable: bool = client
+            .query_one(sql::LEGACY_UNREADABLE, &[])
+            .await?
+            .try_get(0)?;
+        if unreadable {
+            tracing::warn!(
+                table = LEGACY_SPEND_LOGS,
+                "The old spend log LiteLLM's partitioning script kept is not readable by this role: requests only it holds are not counted. Run sql/setup/readonly_role.sql again."
+            );
+        }
         let mut tables: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         for r in rows {
             let t: String = r.try_get(0)?;

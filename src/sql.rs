@@ -28,6 +28,7 @@ pub const STATE_IDENTITY: &str = include_str!("../sql/state_identity.sql");
 pub const LOCK_WAITERS: &str = include_str!("../sql/lock_waiters.sql");
 pub const CANCEL_READ: &str = include_str!("../sql/cancel_read.sql");
 pub const BACKEND_PID: &str = include_str!("../sql/backend_pid.sql");
+pub const LEGACY_UNREADABLE: &str = include_str!("../sql/legacy_unreadable.sql");
 pub const LITELLM_SETTINGS: &str = include_str!("../sql/litellm_settings.sql");
 pub const SESSION: &str = include_str!("../sql/session.sql");
 pub const SESSION_SEARCH_PATH: &str = include_str!("../sql/session_search_path.sql");

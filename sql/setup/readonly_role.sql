@@ -30,11 +30,14 @@ SELECT format('ALTER ROLE %I SET statement_timeout = %L', :'role', '30s') \gexec
 SELECT format('GRANT CONNECT ON DATABASE %I TO %I', current_database(), :'role') \gexec
 SELECT format('GRANT USAGE ON SCHEMA %I TO %I', current_schema(), :'role') \gexec
 
--- Exactly the tables the exporter reads (src/schema.rs TABLES).
+-- Exactly the tables the exporter reads (src/schema.rs TABLES, and the old spend log LiteLLM's
+-- partitioning script keeps as LiteLLM_SpendLogs_legacy). That script and its undoing replace
+-- LiteLLM_SpendLogs with a new table, which has none of these grants: run this again after
+-- either (the exporter's error says so).
 SELECT format('GRANT SELECT ON TABLE %I.%I TO %I', table_schema, table_name, :'role')
 FROM information_schema.tables
 WHERE table_schema = current_schema()
-  AND table_name IN ('LiteLLM_SpendLogs', 'LiteLLM_TeamTable', 'LiteLLM_VerificationToken',
+  AND table_name IN ('LiteLLM_SpendLogs', 'LiteLLM_SpendLogs_legacy', 'LiteLLM_TeamTable', 'LiteLLM_VerificationToken',
                      'LiteLLM_UserTable', 'LiteLLM_OrganizationTable', 'LiteLLM_BudgetTable',
                      'LiteLLM_EndUserTable') \gexec
 

@@ -129,6 +129,11 @@ impl Projection {
         &self.rows_sql
     }
 
+    /// Where a catch-up chunk ends (`sql/ledger/chunk_end.sql` over this projection's tables).
+    pub fn chunk_end_sql(&self) -> &str {
+        &self.chunk_end_sql
+    }
+
     /// Whether this projection reads `LiteLLM_SpendLogs_legacy` as well as the spend log.
     pub fn reads_legacy(&self) -> bool {
         self.legacy

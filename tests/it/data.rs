@@ -308,12 +308,7 @@ async fn steady_state_reads_use_the_start_time_index() {
         tx.batch_execute(litellm_exporter::sql::LEDGER_INDEX_PLAN)
             .await
             .expect("index plan");
-        let plan = explain(
-            &tx,
-            litellm_exporter::sql::LEDGER_CHUNK_END,
-            &[&lo, &"infinity", &10_000i64],
-        )
-        .await;
+        let plan = explain(&tx, p.chunk_end_sql(), &[&lo, &"infinity", &10_000i64]).await;
         assert!(
             plan.contains("Index Only Scan using \"LiteLLM_SpendLogs_startTime"),
             "{window}: {plan}"

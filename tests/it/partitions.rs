@@ -641,3 +641,66 @@ async fn retention_deletes_on_partitions() {
 async fn two_exporters_on_partitions() {
     accounting::two_exporters_serve_identical_values_on(Layout::Partitioned).await;
 }
+
+#[tokio::test]
+async fn the_read_only_role_is_told_to_grant_again_after_litellms_table_replacement() {
+    let db = fresh_db(Schema::New);
+    let c = db.client().await;
+    history(&c).await;
+    let url = db.read_only_role("exporter_ro", "pw");
+    let dir = tempfile::tempdir().expect("tmp");
+    let state = dir.path().join("state.json");
+    let state = state.to_str().expect("utf8");
+    let e = Exporter::start(&url, &args(&["--state.file", state]));
+    e.wait_ready(Duration::from_secs(30)).await;
+    let before = settle_all(&e, &c).await.counters();
+
+    // The new table carries none of the old one's grants: the exporter says what to do and
+    // keeps serving the counters it has.
+    db.psql(PARTITION);
+    insert_row(&c, "after-conversion", 2.0, "team-a", 0.5, 9, false).await;
+    let start = Instant::now();
+    while !e.log_text().contains("run sql/setup/readonly_role.sql") {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "no hint to grant again:\n{}",
+            e.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    none_went_down(&before, &e.scrape().await, "while the grant is missing");
+
+    // The setup script run again: the new row counts, nothing counted twice.
+    db.read_only_role("exporter_ro", "pw");
+    let granted = settle_all(&e, &c).await.counters();
+
+    // A legacy table the role may not read: said, and the rest is still read (no endless
+    // planning again between a snapshot that sees the table and a schema that cannot).
+    db.psql("REVOKE SELECT ON \"LiteLLM_SpendLogs_legacy\" FROM exporter_ro");
+    insert_row(&c, "after-revoke", 1.0, "team-b", 0.25, 4, false).await;
+    let start = Instant::now();
+    loop {
+        let s = e.scrape().await;
+        let spend = s.total("litellm_spend_metric_total");
+        let before: f64 = granted
+            .iter()
+            .filter(|(k, _)| k.starts_with("litellm_spend_metric_total"))
+            .map(|(_, v)| v)
+            .sum();
+        if (spend - before - 0.25).abs() < 1e-9 {
+            none_went_down(&granted, &s, "after the revoke");
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the row after the revoke is not counted ({spend} vs {before} + 0.25):\n{}",
+            e.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        e.log_text().contains("is not readable by this role"),
+        "the unreadable legacy table is not said:\n{}",
+        e.log_text()
+    );
+}
