@@ -382,7 +382,7 @@ pub fn describe(e: &tokio_postgres::Error) -> String {
                 && db.message().contains("LiteLLM_")
             {
                 s.push_str(
-                    " (grant the exporter's role SELECT again: run sql/setup/readonly_role.sql; a table LiteLLM replaced, as its spend-log partitioning scripts do, keeps none of the old grants)",
+                    " (grant the exporter's role read access again: run sql/setup/readonly_role.sql; a table LiteLLM replaced, as its spend-log partitioning scripts do, keeps none of the old grants)",
                 );
             }
             s
