@@ -218,6 +218,16 @@ fn limit_malloc_arenas() {
     }
 }
 
+/// For the commands that only print: a reader that stops early (`check-config FILE | head`) ends
+/// the process quietly, as it ends other Unix tools, instead of a panic in `println!`. The server
+/// keeps Rust's default (SIGPIPE ignored): a scraper hanging up must never kill it.
+fn end_quietly_on_closed_pipe() {
+    // SAFETY: only the process-wide disposition of SIGPIPE changes; no handler of ours runs.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 fn main() -> ExitCode {
     limit_malloc_arenas();
     let cli = cli::parse();
@@ -236,9 +246,11 @@ fn main() -> ExitCode {
         return run_backfill(&cli.run, args, &runtime);
     }
     if let Some(Command::CheckConfig { file }) = &cli.command {
+        end_quietly_on_closed_pipe();
         return check_config(&cli.run, file);
     }
     if let Some(Command::Plan) = &cli.command {
+        end_quietly_on_closed_pipe();
         return run_plan(&cli.run, &runtime);
     }
     let cfg = match Config::build(&cli.run) {

@@ -351,3 +351,23 @@ async fn a_taken_listen_address_is_named() {
         "{err}"
     );
 }
+
+#[test]
+fn check_config_into_a_closed_pipe_ends_quietly() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let file = dir.path().join("proxy_config.yaml");
+    std::fs::write(&file, "model_list: []\nlitellm_settings:\n  callbacks: [prometheus]\n")
+        .expect("write");
+    // As `check-config FILE | head -0`: the reader is gone before the first line is written.
+    let mut child = Command::new(BIN)
+        .arg("check-config")
+        .arg(&file)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run");
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
