@@ -356,8 +356,11 @@ async fn a_taken_listen_address_is_named() {
 fn check_config_into_a_closed_pipe_ends_quietly() {
     let dir = tempfile::tempdir().expect("tmp");
     let file = dir.path().join("proxy_config.yaml");
-    std::fs::write(&file, "model_list: []\nlitellm_settings:\n  callbacks: [prometheus]\n")
-        .expect("write");
+    std::fs::write(
+        &file,
+        "model_list: []\nlitellm_settings:\n  callbacks: [prometheus]\n",
+    )
+    .expect("write");
     // As `check-config FILE | head -0`: the reader is gone before the first line is written.
     let mut child = Command::new(BIN)
         .arg("check-config")

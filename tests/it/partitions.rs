@@ -704,3 +704,52 @@ async fn the_read_only_role_is_told_to_grant_again_after_litellms_table_replacem
         e.log_text()
     );
 }
+
+#[tokio::test]
+async fn a_state_file_is_still_discarded_for_another_litellm_schema() {
+    let db = fresh_db(Schema::New);
+    let c = db.client().await;
+    history(&c).await;
+    // A second LiteLLM in the same database, in its own schema, with one request of its own.
+    let mut tables = String::from("CREATE SCHEMA tenant2;");
+    for t in litellm_exporter::schema::TABLES {
+        tables.push_str(&format!(
+            "CREATE TABLE tenant2.\"{t}\" (LIKE public.\"{t}\" INCLUDING ALL);"
+        ));
+    }
+    db.psql(&tables);
+    c.batch_execute("SET search_path = tenant2")
+        .await
+        .expect("search_path");
+    insert_row(&c, "tenant2-only", 3.0, "team-t2", 0.125, 5, false).await;
+    c.batch_execute("SET search_path = public")
+        .await
+        .expect("search_path");
+
+    let dir = tempfile::tempdir().expect("tmp");
+    let state = dir.path().join("state.json");
+    let state = state.to_str().expect("utf8");
+    let e = Exporter::start(&db.url, &args(&["--state.file", state]));
+    e.wait_ready(Duration::from_secs(30)).await;
+    settle_all(&e, &c).await;
+    assert_eq!(e.stop(), 0);
+
+    let other = format!("{}?schema=tenant2", db.url);
+    let e = Exporter::start(&other, &args(&["--state.file", state]));
+    e.wait_ready(Duration::from_secs(30)).await;
+    let start = Instant::now();
+    loop {
+        let s = e.scrape().await;
+        let requests = s.total("litellm_proxy_total_requests_metric_total");
+        if requests == 1.0 && e.log_text().contains("written for another database") {
+            assert_eq!(s.total("litellm_spend_metric_total"), 0.125);
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the other schema's exporter serves {requests} requests:\n{}",
+            e.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
