@@ -1,8 +1,10 @@
 //! The database connection: parsing LiteLLM's `DATABASE_URL` (Prisma-style parameters included)
 //! without ever printing its password, TLS (`tls`: libpq's sslmode, Prisma's spelling), a small
 //! pool whose sessions are read-only, bounded by `statement_timeout` and named
-//! `litellm-exporter`, and the read transaction every query runs in.
+//! `litellm-exporter`, and the read transaction every query runs in. `database::Database` is the
+//! database as the refresh loop reads it now: its URL (swapped on SIGHUP), pool and schema memory.
 
+pub mod database;
 pub mod give_way;
 pub mod tls;
 

@@ -1,10 +1,12 @@
 //! The state file: the ledger's totals, its memory of recent rows and the reading position,
 //! written atomically (temporary file, fsync, rename) so that a restart continues the counters
 //! exactly, also after LiteLLM's retention job deleted rows the totals include; and which spend
-//! log it belongs to, so that it is reused for that one only.
+//! log it belongs to, so that it is reused for that one only. `StateFile` owns a run's file: its
+//! loading, the checks against the database read, and the timing of saves.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -226,6 +228,142 @@ pub async fn database_identity(
             Ok(SpendLog::Url(url_display.to_string()))
         }
         Err(e) => Err(e),
+    }
+}
+
+/// The state file of this run: where it is, the settings it must match, which spend log a loaded
+/// file was written for (until that is checked against the database read), which spend log the
+/// saves record, and when to save.
+pub struct StateFile {
+    path: PathBuf,
+    fingerprint: String,
+    /// Which spend log a loaded file was written for, until checked against the database it is
+    /// read from (None: no file loaded, or checked). Checked once: after a new URL on SIGHUP the
+    /// counters carry on, and the saves just record where they are read from.
+    unchecked: Option<SpendLog>,
+    /// Which spend log this process reads, what saves record; None until known (nothing to save
+    /// before: the ledger is the loaded one) and again after a new database URL, until the next
+    /// connection tells.
+    identity: Option<SpendLog>,
+    last_save: Option<Instant>,
+    /// How long the last save took: saves are spaced to at least 20 times that, so that writing
+    /// a large ledger (a ~1 GB file for 700k label classes) stays a small share of the time.
+    last_save_took: Duration,
+}
+
+/// Whether the counters loaded from a state file may continue on the database read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resume {
+    /// Nothing loaded, or loaded for this spend log and not ahead of it.
+    Continue,
+    /// Written for another spend log, or ahead of this one (a restore): count from scratch.
+    Rebuild,
+}
+
+impl StateFile {
+    pub fn new(path: PathBuf, fingerprint: String) -> Self {
+        StateFile {
+            path,
+            fingerprint,
+            unchecked: None,
+            identity: None,
+            last_save: None,
+            last_save_took: Duration::ZERO,
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Loads the file (see [`load`]); what it returns is to be checked with [`Self::check`] once
+    /// the database answers.
+    pub fn load(&mut self) -> Result<Option<(Ledger, Cursor)>, StateError> {
+        Ok(
+            load(&self.path, &self.fingerprint)?.map(|(ledger, cursor, database)| {
+                self.unchecked = Some(SpendLog::from_saved(&database));
+                (ledger, cursor)
+            }),
+        )
+    }
+
+    /// Learns which spend log `client` reads (once per connection target), and checks a loaded
+    /// file against it once: another spend log, or a cursor ahead of the database's transactions
+    /// (a state file from before a database restore), means a rebuild.
+    pub async fn check(
+        &mut self,
+        client: &mut deadpool_postgres::Object,
+        url_display: &str,
+        cursor: &Cursor,
+    ) -> Result<Resume, crate::db::DbError> {
+        if self.identity.is_none() {
+            self.identity = Some(database_identity(client, url_display).await?);
+        }
+        let (Some(saved), Some(identity)) = (&self.unchecked, &self.identity) else {
+            return Ok(Resume::Continue);
+        };
+        let resume = if !saved.continues_on(identity, url_display) {
+            tracing::warn!("State file was written for another database (its cluster, database or LiteLLM schema differ); rebuilding from the database.");
+            Resume::Rebuild
+        } else {
+            // A state file from before a database restore would name transactions that never
+            // happened in this database; its positions cannot be trusted then.
+            let tx = crate::db::read_tx(client).await?;
+            let snap = crate::ledger::read::snapshot(&tx).await?;
+            tx.commit().await?;
+            if cursor.late_since > snap.xmax {
+                tracing::warn!("State file is ahead of the database (restored or replaced?); rebuilding from the database.");
+                Resume::Rebuild
+            } else {
+                Resume::Continue
+            }
+        };
+        self.unchecked = None;
+        Ok(resume)
+    }
+
+    /// A new database URL: saves record the spend log read once the new database answers.
+    pub fn forget_identity(&mut self) {
+        self.identity = None;
+    }
+
+    /// Saves when `force`d (shutdown) or due: every 30 s, `poll_interval` or 20 times the last
+    /// save's duration, whichever is longest. None: nothing done (not due, or the spend log read
+    /// is not known yet).
+    pub fn maybe_save(
+        &mut self,
+        force: bool,
+        poll_interval: Duration,
+        ledger: &Ledger,
+        cursor: &Cursor,
+    ) -> Option<Result<(), StateError>> {
+        let identity = self.identity.as_ref()?;
+        let every = Duration::from_secs(30)
+            .max(poll_interval)
+            .max(self.last_save_took * 20);
+        let due = self.last_save.is_none_or(|t| t.elapsed() >= every);
+        if !(force || due) {
+            return None;
+        }
+        let started = Instant::now();
+        // Serializing a large ledger is seconds of CPU: off the async workers, like a render.
+        let saved = tokio::task::block_in_place(|| {
+            save(
+                &self.path,
+                &self.fingerprint,
+                &identity.to_string(),
+                ledger,
+                cursor,
+            )
+        });
+        self.last_save_took = started.elapsed();
+        // A failed save is tried again when the next one is due, not on every refresh.
+        self.last_save = Some(Instant::now());
+        tracing::debug!(
+            seconds = self.last_save_took.as_secs_f64(),
+            "Saved the state file."
+        );
+        Some(saved)
     }
 }
 
