@@ -33,6 +33,7 @@ mod readiness;
 mod replica;
 mod role;
 mod secrets;
+mod sources;
 mod tls;
 mod truth;
 mod web;
