@@ -379,148 +379,12 @@ impl FileConfig {
             let key = k.as_str().unwrap_or_default();
             let pos = loc.at(&[key]);
             match key {
-                "exporter" => {
-                    let (s, unknown, present) =
-                        section::<ExporterSettings>(&loc, key, v, EXPORTER_KEYS, &mut f.errors);
-                    f.exporter = s;
-                    f.taken
-                        .extend(present.iter().map(|k| format!("exporter.{k}")));
-                    for (u, at) in unknown {
-                        let hint = crate::selection::closest(&u, EXPORTER_KEYS.iter().copied())
-                            .map(|c| format!(" (did you mean {c}?)"))
-                            .unwrap_or_default();
-                        f.errors
-                            .push(format!("{at}: unknown key exporter.{u}{hint}"));
-                    }
-                }
-                "litellm_settings" => {
-                    let (s, unknown, present) =
-                        section::<LitellmSettings>(&loc, key, v, LITELLM_KEYS, &mut f.errors);
-                    f.litellm_settings = s;
-                    f.taken
-                        .extend(present.iter().map(|k| format!("litellm_settings.{k}")));
-                    f.owned.extend(
-                        present
-                            .iter()
-                            .chain(unknown.iter().map(|(u, _)| u))
-                            .map(|k| format!("litellm_settings.{k}")),
-                    );
-                    // null turns LiteLLM's end-user cap off; serde reads it as absent.
-                    f.end_user_cap_off = v
-                        .get("prometheus_end_user_metrics_max_series_per_metric")
-                        .is_some_and(Value::is_null);
-                    let mut ignored = Vec::new();
-                    for (u, at) in unknown {
-                        if litellm_keys::LITELLM_SETTINGS.contains(&u.as_str()) {
-                            ignored.push(u);
-                        } else if let Some(c) =
-                            crate::selection::closest(&u, LITELLM_KEYS.iter().copied())
-                        {
-                            // Most likely a misspelt Prometheus key: it would silently change
-                            // what is exported.
-                            f.errors.push(format!(
-                                "{at}: unknown key litellm_settings.{u} (did you mean {c}?)"
-                            ));
-                        } else {
-                            let hint = crate::selection::closest(
-                                &u,
-                                litellm_keys::LITELLM_SETTINGS.iter().copied(),
-                            )
-                            .map(|c| format!(" (did you mean {c}?)"))
-                            .unwrap_or_default();
-                            f.warnings.push(format!(
-                                "{at}: litellm_settings.{u} is not a LiteLLM 1.110.2 setting{hint}; ignored"
-                            ));
-                        }
-                    }
-                    if !ignored.is_empty() {
-                        f.ignored
-                            .push(format!("litellm_settings: {}", ignored.join(", ")));
-                    }
-                }
-                "general_settings" => {
-                    let (s, unknown, present) =
-                        section::<GeneralSettings>(&loc, key, v, GENERAL_KEYS, &mut f.errors);
-                    f.general_settings = s;
-                    f.taken
-                        .extend(present.iter().map(|k| format!("general_settings.{k}")));
-                    f.owned.extend(
-                        present
-                            .iter()
-                            .chain(unknown.iter().map(|(u, _)| u))
-                            .map(|k| format!("general_settings.{k}")),
-                    );
-                    let mut ignored = Vec::new();
-                    for (u, at) in unknown {
-                        if u == "store_model_in_db" {
-                            // LiteLLM's own rule: true, or the text "true" in any case.
-                            f.store_model_in_db = match v.get("store_model_in_db") {
-                                Some(Value::Bool(b)) => *b,
-                                Some(Value::String(s)) => s.trim().eq_ignore_ascii_case("true"),
-                                _ => false,
-                            };
-                            f.taken.push("general_settings.store_model_in_db".into());
-                        } else if litellm_keys::GENERAL_SETTINGS.contains(&u.as_str()) {
-                            ignored.push(u);
-                        } else {
-                            // LiteLLM ignores unknown general_settings keys; so does the
-                            // exporter, but a near miss of a key it reads is worth saying.
-                            let hint = crate::selection::closest(
-                                &u,
-                                litellm_keys::GENERAL_SETTINGS.iter().copied(),
-                            )
-                            .map(|c| format!(" (did you mean {c}?)"))
-                            .unwrap_or_default();
-                            f.warnings.push(format!(
-                                "{at}: general_settings.{u} is not a LiteLLM 1.110.2 setting{hint}; ignored"
-                            ));
-                        }
-                    }
-                    if !ignored.is_empty() {
-                        f.ignored
-                            .push(format!("general_settings: {}", ignored.join(", ")));
-                    }
-                }
-                "environment_variables" => match v {
-                    Value::Mapping(m) => {
-                        for (name, value) in m {
-                            let (Some(name), Some(value)) = (
-                                name.as_str(),
-                                match value {
-                                    Value::String(s) => Some(s.clone()),
-                                    Value::Number(n) => Some(n.to_string()),
-                                    Value::Bool(b) => Some(b.to_string()),
-                                    _ => None,
-                                },
-                            ) else {
-                                continue;
-                            };
-                            f.environment.insert(name.to_string(), value);
-                        }
-                        f.taken.push(format!(
-                            "environment_variables ({} names, for os.environ/ references)",
-                            f.environment.len()
-                        ));
-                    }
-                    Value::Null => {}
-                    _ => f
-                        .errors
-                        .push(format!("{pos}: environment_variables must be a mapping")),
-                },
+                "exporter" => f.read_exporter(&loc, key, v),
+                "litellm_settings" => f.read_litellm_settings(&loc, key, v),
+                "general_settings" => f.read_general_settings(&loc, key, v),
+                "environment_variables" => f.read_environment(&pos, v),
                 k if litellm_keys::TOP_LEVEL.contains(&k) => f.ignored.push(describe(k, v)),
-                k => {
-                    let all = OUR_TOP_LEVEL.iter().chain(litellm_keys::TOP_LEVEL).copied();
-                    // A near miss is a typo that would drop a whole section: an error. Anything
-                    // else may be a newer LiteLLM's section: a warning.
-                    match crate::selection::closest(k, all) {
-                        Some(c) => f
-                            .errors
-                            .push(format!("{pos}: unknown section {k} (did you mean {c}?)")),
-                        None => f.warnings.push(format!(
-                            "{pos}: {k} is neither the exporter's nor a LiteLLM 1.110.2 section; ignored"
-                        )),
-                    }
-                }
+                k => f.unknown_section(&pos, k),
             }
         }
         f.warnings.extend(f.litellm_warnings(&loc));
@@ -528,6 +392,155 @@ impl FileConfig {
         sort_by_position(&mut f.errors);
         sort_by_position(&mut f.warnings);
         Ok((f, text))
+    }
+
+    /// The `exporter` section: every key the exporter reads, each checked alone.
+    fn read_exporter(&mut self, loc: &Locator, key: &str, v: &Value) {
+        let (s, unknown, present) =
+            section::<ExporterSettings>(loc, key, v, EXPORTER_KEYS, &mut self.errors);
+        self.exporter = s;
+        self.taken
+            .extend(present.iter().map(|k| format!("exporter.{k}")));
+        for (u, at) in unknown {
+            let hint = crate::selection::closest(&u, EXPORTER_KEYS.iter().copied())
+                .map(|c| format!(" (did you mean {c}?)"))
+                .unwrap_or_default();
+            self.errors
+                .push(format!("{at}: unknown key exporter.{u}{hint}"));
+        }
+    }
+
+    /// `litellm_settings`: the Prometheus keys the exporter reads; LiteLLM's other keys are
+    /// ignored, anything else is a typo (an error when it is close to a key the exporter reads).
+    fn read_litellm_settings(&mut self, loc: &Locator, key: &str, v: &Value) {
+        let (s, unknown, present) =
+            section::<LitellmSettings>(loc, key, v, LITELLM_KEYS, &mut self.errors);
+        self.litellm_settings = s;
+        self.taken
+            .extend(present.iter().map(|k| format!("litellm_settings.{k}")));
+        self.owned.extend(
+            present
+                .iter()
+                .chain(unknown.iter().map(|(u, _)| u))
+                .map(|k| format!("litellm_settings.{k}")),
+        );
+        // null turns LiteLLM's end-user cap off; serde reads it as absent.
+        self.end_user_cap_off = v
+            .get("prometheus_end_user_metrics_max_series_per_metric")
+            .is_some_and(Value::is_null);
+        let mut ignored = Vec::new();
+        for (u, at) in unknown {
+            if litellm_keys::LITELLM_SETTINGS.contains(&u.as_str()) {
+                ignored.push(u);
+            } else if let Some(c) = crate::selection::closest(&u, LITELLM_KEYS.iter().copied()) {
+                // Most likely a misspelt Prometheus key: it would silently change
+                // what is exported.
+                self.errors.push(format!(
+                    "{at}: unknown key litellm_settings.{u} (did you mean {c}?)"
+                ));
+            } else {
+                let hint =
+                    crate::selection::closest(&u, litellm_keys::LITELLM_SETTINGS.iter().copied())
+                        .map(|c| format!(" (did you mean {c}?)"))
+                        .unwrap_or_default();
+                self.warnings.push(format!(
+                    "{at}: litellm_settings.{u} is not a LiteLLM 1.110.2 setting{hint}; ignored"
+                ));
+            }
+        }
+        if !ignored.is_empty() {
+            self.ignored
+                .push(format!("litellm_settings: {}", ignored.join(", ")));
+        }
+    }
+
+    /// `general_settings`: the keys the exporter reads, `store_model_in_db`, and LiteLLM's
+    /// others (ignored; a near miss is a warning, as LiteLLM ignores unknown keys).
+    fn read_general_settings(&mut self, loc: &Locator, key: &str, v: &Value) {
+        let (s, unknown, present) =
+            section::<GeneralSettings>(loc, key, v, GENERAL_KEYS, &mut self.errors);
+        self.general_settings = s;
+        self.taken
+            .extend(present.iter().map(|k| format!("general_settings.{k}")));
+        self.owned.extend(
+            present
+                .iter()
+                .chain(unknown.iter().map(|(u, _)| u))
+                .map(|k| format!("general_settings.{k}")),
+        );
+        let mut ignored = Vec::new();
+        for (u, at) in unknown {
+            if u == "store_model_in_db" {
+                // LiteLLM's own rule: true, or the text "true" in any case.
+                self.store_model_in_db = match v.get("store_model_in_db") {
+                    Some(Value::Bool(b)) => *b,
+                    Some(Value::String(s)) => s.trim().eq_ignore_ascii_case("true"),
+                    _ => false,
+                };
+                self.taken.push("general_settings.store_model_in_db".into());
+            } else if litellm_keys::GENERAL_SETTINGS.contains(&u.as_str()) {
+                ignored.push(u);
+            } else {
+                // LiteLLM ignores unknown general_settings keys; so does the
+                // exporter, but a near miss of a key it reads is worth saying.
+                let hint =
+                    crate::selection::closest(&u, litellm_keys::GENERAL_SETTINGS.iter().copied())
+                        .map(|c| format!(" (did you mean {c}?)"))
+                        .unwrap_or_default();
+                self.warnings.push(format!(
+                    "{at}: general_settings.{u} is not a LiteLLM 1.110.2 setting{hint}; ignored"
+                ));
+            }
+        }
+        if !ignored.is_empty() {
+            self.ignored
+                .push(format!("general_settings: {}", ignored.join(", ")));
+        }
+    }
+
+    /// `environment_variables`: what LiteLLM puts into its environment, for `os.environ/`.
+    fn read_environment(&mut self, pos: &str, v: &Value) {
+        match v {
+            Value::Mapping(m) => {
+                for (name, value) in m {
+                    let (Some(name), Some(value)) = (
+                        name.as_str(),
+                        match value {
+                            Value::String(s) => Some(s.clone()),
+                            Value::Number(n) => Some(n.to_string()),
+                            Value::Bool(b) => Some(b.to_string()),
+                            _ => None,
+                        },
+                    ) else {
+                        continue;
+                    };
+                    self.environment.insert(name.to_string(), value);
+                }
+                self.taken.push(format!(
+                    "environment_variables ({} names, for os.environ/ references)",
+                    self.environment.len()
+                ));
+            }
+            Value::Null => {}
+            _ => self
+                .errors
+                .push(format!("{pos}: environment_variables must be a mapping")),
+        }
+    }
+
+    /// A top-level key that is neither the exporter's nor LiteLLM's.
+    fn unknown_section(&mut self, pos: &str, k: &str) {
+        let all = OUR_TOP_LEVEL.iter().chain(litellm_keys::TOP_LEVEL).copied();
+        // A near miss is a typo that would drop a whole section: an error. Anything
+        // else may be a newer LiteLLM's section: a warning.
+        match crate::selection::closest(k, all) {
+            Some(c) => self
+                .errors
+                .push(format!("{pos}: unknown section {k} (did you mean {c}?)")),
+            None => self.warnings.push(format!(
+                "{pos}: {k} is neither the exporter's nor a LiteLLM 1.110.2 section; ignored"
+            )),
+        }
     }
 
     /// Is end-user tracking on (LiteLLM's rule: enabled for Prometheus and not disabled)?
@@ -692,6 +705,49 @@ impl FileConfig {
             text,
         )
     }
+
+    /// What this file says for merging LiteLLM's stored settings over it, and for `check-config`
+    /// what was taken from it and ignored.
+    fn report(&self, state_file: bool) -> (db_settings::FileSide, Vec<String>) {
+        let mut file_report = Vec::new();
+        if !self.taken.is_empty() {
+            file_report.push(format!("Taken from the file: {}", self.taken.join(", ")));
+        }
+        if !self.ignored.is_empty() {
+            file_report.push(format!(
+                "Ignored (LiteLLM settings that do not concern the exporter): {}",
+                self.ignored.join("; ")
+            ));
+        }
+        // LiteLLM reads STORE_MODEL_IN_DB after putting the file's environment_variables into
+        // its environment, so they win here too.
+        let env_gate = self
+            .environment
+            .get("STORE_MODEL_IN_DB")
+            .cloned()
+            .or_else(|| std::env::var("STORE_MODEL_IN_DB").ok())
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
+        let db_settings = db_settings::FileSide {
+            owned: self.owned.clone(),
+            store_model_in_db: if self.store_model_in_db {
+                Some("the config file")
+            } else if env_gate {
+                Some("STORE_MODEL_IN_DB")
+            } else {
+                None
+            },
+            partitioning: self.general_settings.use_spend_logs_partitioning,
+            state_file,
+        };
+        if db_settings.store_model_in_db.is_some() {
+            file_report.push(format!(
+                "store_model_in_db is on ({}): at start and on SIGHUP the exporter also reads LiteLLM's stored general_settings and litellm_settings (LiteLLM_Config, through the view {} of sql/setup/readonly_role.sql); a key the file sets wins, as in LiteLLM.",
+                db_settings.store_model_in_db.unwrap_or_default(),
+                db_settings::VIEW
+            ));
+        }
+        (db_settings, file_report)
+    }
 }
 
 /// serde reports an unknown key as "unknown field `x`, expected one of `a`, `b` at line L column
@@ -825,6 +881,467 @@ fn check_buckets(b: &[f64]) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// The durations a run is timed by.
+struct Timing {
+    drain_timeout: Duration,
+    poll_interval: Duration,
+    lateness: Duration,
+    recent: Duration,
+    statement_timeout: Duration,
+}
+
+impl Timing {
+    /// The ledger's reading windows; a catch-up chunk aims well inside `statement_timeout`.
+    fn tail(&self, growth: u32) -> TailConfig {
+        TailConfig {
+            lateness: self.lateness,
+            recent: self.recent,
+            growth,
+            chunk_target: Duration::from_secs(2).min(self.statement_timeout / 4),
+        }
+    }
+
+    /// The pool; connecting never waits longer than a statement may run.
+    fn pool(&self, size: usize) -> PoolSettings {
+        PoolSettings {
+            size,
+            statement_timeout: self.statement_timeout,
+            connect_timeout: Duration::from_secs(5).min(self.statement_timeout),
+        }
+    }
+}
+
+/// `Config::build` under way: the flags, the file and where its keys are, and every problem and
+/// warning found so far. Each step reads one group of settings and records what is wrong with
+/// them instead of stopping.
+struct Building<'a> {
+    args: &'a RunArgs,
+    file: &'a FileConfig,
+    loc: Locator<'a>,
+    errs: Vec<String>,
+    warnings: Vec<String>,
+}
+
+impl Building<'_> {
+    /// An `exporter` key of the file, named by its position.
+    fn at_ex(&self, k: &str) -> String {
+        format!("{}: exporter.{k}", self.loc.at(&["exporter", k]))
+    }
+
+    fn at_ls(&self, k: &str) -> String {
+        self.loc.at(&["litellm_settings", k])
+    }
+
+    /// A flag over the file's `exporter.key`: the value, and how to name it in a message (a file
+    /// value by its position, a flag by its name).
+    fn pick(
+        &self,
+        flag: &Option<String>,
+        file: &Option<String>,
+        name: &str,
+        key: &str,
+    ) -> (Option<String>, String) {
+        match (flag, file) {
+            (Some(v), _) => (Some(v.clone()), name.to_string()),
+            (None, Some(v)) => (Some(v.clone()), self.at_ex(key)),
+            (None, None) => (None, name.to_string()),
+        }
+    }
+
+    /// A duration picked like `pick`, or its default (also when it is invalid, with the error
+    /// recorded); and how to name it.
+    fn duration(
+        &mut self,
+        flag: &Option<String>,
+        file: &Option<String>,
+        name: &str,
+        key: &str,
+        default: &str,
+    ) -> (Duration, String) {
+        let (v, what) = self.pick(flag, file, name, key);
+        let s = v.unwrap_or_else(|| default.to_string());
+        match parse_duration(&what, &s) {
+            Ok(d) => (d, what),
+            Err(e) => {
+                self.errs.push(e.to_string());
+                (
+                    parse_duration(name, default).unwrap_or(Duration::from_secs(1)),
+                    what,
+                )
+            }
+        }
+    }
+
+    /// The file's metric selection and what fills its custom labels (none without a file).
+    fn selection(&mut self) -> (Selection, Vec<Extra>) {
+        if self.args.config_file.is_none() {
+            return (Selection::default(), Vec::new());
+        }
+        let (path, text) = (self.loc.path, self.loc.text);
+        let (extras, errors) = self.file.extras(path, text);
+        self.errs.extend(errors);
+        let names: Vec<String> = extras.iter().map(|(n, _)| n.clone()).collect();
+        let (selection, findings) = self.file.selection(path, text, &names);
+        self.errs.extend(findings.errors);
+        self.warnings.extend(findings.warnings);
+        (selection, extras.into_iter().map(|(_, e)| e).collect())
+    }
+
+    /// One cap per family: LiteLLM's general cap, or its end-user cap when end-user tracking is
+    /// on, whichever is smaller.
+    fn series_cap(&mut self) -> Option<usize> {
+        let ls = &self.file.litellm_settings;
+        for (k, v) in [
+            (
+                "prometheus_metrics_max_series_per_metric",
+                ls.prometheus_metrics_max_series_per_metric,
+            ),
+            (
+                "prometheus_end_user_metrics_max_series_per_metric",
+                ls.prometheus_end_user_metrics_max_series_per_metric,
+            ),
+        ] {
+            if v == Some(0) {
+                let at = self.at_ls(k);
+                self.errs.push(format!("{at}: {k} must be at least 1"));
+            }
+        }
+        match (
+            ls.prometheus_metrics_max_series_per_metric,
+            self.file.end_user_cap(),
+        ) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+        .filter(|c| *c > 0)
+    }
+
+    fn check_caller_identity(&mut self) {
+        let key = "prometheus_deployment_and_latency_caller_identity";
+        let ls = &self.file.litellm_settings;
+        if let Some(m) = ls
+            .prometheus_deployment_and_latency_caller_identity
+            .as_deref()
+        {
+            if !["api_key_alias", "user_email", "both"].contains(&m) {
+                self.errs.push(format!(
+                    "{}: {key} {m:?}: use api_key_alias, user_email or both (LiteLLM refuses to start on any other value)",
+                    self.at_ls(key)
+                ));
+            }
+        }
+    }
+
+    /// The database: `--db-url`, else `--db-url-file` (returned too: re-read on SIGHUP), else the
+    /// file's `general_settings.database_url`. `check-config` may go without one.
+    fn target(&mut self, check_only: bool) -> (Option<Target>, Option<PathBuf>) {
+        let args = self.args;
+        let stand_in = || "postgres://check-config@localhost/check".to_string();
+        let mut db_url_file = None;
+        let url = match (&args.db_url, &args.db_url_file, self.file.database_url()) {
+            (Some(u), _, _) if !u.trim().is_empty() => Some(u.clone()),
+            (_, Some(p), _) => {
+                db_url_file = Some(p.clone());
+                match std::fs::read_to_string(p) {
+                    Ok(u) => Some(u),
+                    Err(e) => {
+                        self.errs
+                            .push(format!("--db-url-file {}: {e}", p.display()));
+                        None
+                    }
+                }
+            }
+            (_, _, Some(Ok(u))) => Some(u),
+            (_, _, Some(Err(e))) => {
+                let at = self.loc.at(&["general_settings", "database_url"]);
+                if check_only {
+                    self.warnings.push(format!("{at}: general_settings.database_url {e} here; the exporter needs it at start"));
+                    Some(stand_in())
+                } else {
+                    self.errs
+                        .push(format!("{at}: general_settings.database_url {e}"));
+                    None
+                }
+            }
+            _ if check_only => Some(stand_in()),
+            _ => {
+                self.errs.push("no database URL: set --db-url, DATABASE_URL, --db-url-file or general_settings.database_url in --config.file".into());
+                None
+            }
+        };
+        let from_file = args.db_url.as_deref().is_none_or(|u| u.trim().is_empty())
+            && args.db_url_file.is_none()
+            && self.file.general_settings.database_url.is_some();
+        let target = url.and_then(|u| match db::parse_url(&u) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                self.errs.push(if from_file {
+                    format!(
+                        "{}: general_settings.database_url: {e}",
+                        self.loc.at(&["general_settings", "database_url"])
+                    )
+                } else {
+                    e.to_string()
+                });
+                None
+            }
+        });
+        (target, db_url_file)
+    }
+
+    /// `--web.listen-address` and `--web.telemetry-path`.
+    fn address_and_path(&mut self) -> (SocketAddr, String) {
+        let (args, ex) = (self.args, &self.file.exporter);
+        let (v, what) = self.pick(
+            &args.listen_address,
+            &ex.listen_address,
+            "--web.listen-address",
+            "listen_address",
+        );
+        let listen = match parse_listen(v.as_deref().unwrap_or("0.0.0.0:10410")) {
+            Ok(l) => l,
+            Err(e) => {
+                self.errs
+                    .push(e.to_string().replace("--web.listen-address", &what));
+                SocketAddr::from(([0, 0, 0, 0], DEFAULT_PORT))
+            }
+        };
+        let (v, what) = self.pick(
+            &args.telemetry_path,
+            &ex.telemetry_path,
+            "--web.telemetry-path",
+            "telemetry_path",
+        );
+        let telemetry_path = v.unwrap_or_else(|| "/metrics".into());
+        if !telemetry_path.starts_with('/')
+            || telemetry_path == "/"
+            || telemetry_path.starts_with("/-/")
+        {
+            self.errs.push(format!(
+                "{what} {telemetry_path:?} must start with / and not be / or under /-/"
+            ));
+        }
+        (listen, telemetry_path)
+    }
+
+    /// `--web.config.file` and `--web.bearer-token-file`, and what they say now.
+    fn web(
+        &mut self,
+    ) -> (
+        crate::web_config::WebFiles,
+        Option<std::sync::Arc<crate::web_config::WebSettings>>,
+    ) {
+        let web_files = crate::web_config::WebFiles {
+            config_file: self.args.web_config_file.clone(),
+            bearer_token_file: self.args.bearer_token_file.clone(),
+        };
+        match web_files.load() {
+            Ok(w) => (web_files, Some(std::sync::Arc::new(w))),
+            Err(e) => {
+                self.errs.push(e.to_string());
+                (web_files, None)
+            }
+        }
+    }
+
+    /// The durations, and how they must relate: the recent window within the lateness, the
+    /// lateness beyond LiteLLM's batch writes.
+    fn timing(&mut self) -> Timing {
+        let (args, ex) = (self.args, &self.file.exporter);
+        let (drain_timeout, _) =
+            self.duration(&args.drain_timeout, &None, "--web.drain-timeout", "", "10s");
+        let (poll_interval, poll_what) = self.duration(
+            &args.poll_interval,
+            &ex.poll_interval,
+            "--poll-interval",
+            "poll_interval",
+            "15s",
+        );
+        let (lateness, lateness_what) = self.duration(
+            &args.lateness,
+            &ex.lateness,
+            "--ledger.lateness",
+            "lateness",
+            "1h",
+        );
+        let (recent, recent_what) = self.duration(
+            &args.recent_window,
+            &ex.recent_window,
+            "--ledger.recent-window",
+            "recent_window",
+            "2m",
+        );
+        let (statement_timeout, _) = self.duration(
+            &args.statement_timeout,
+            &ex.statement_timeout,
+            "--db.statement-timeout",
+            "statement_timeout",
+            "15s",
+        );
+        if poll_interval < Duration::from_millis(100) {
+            self.errs
+                .push(format!("{poll_what} must be at least 100ms"));
+        }
+        self.check_lateness(lateness, &lateness_what, recent, &recent_what);
+        Timing {
+            drain_timeout,
+            poll_interval,
+            lateness,
+            recent,
+            statement_timeout,
+        }
+    }
+
+    /// The recent window fits in the lateness window, and the lateness exceeds LiteLLM's batch
+    /// writes; each named as the user named it.
+    fn check_lateness(
+        &mut self,
+        lateness: Duration,
+        lateness_what: &str,
+        recent: Duration,
+        recent_what: &str,
+    ) {
+        // A setting named in the file leads the line with its position; the other is named bare.
+        let bare = |what: &str| what.rsplit(": ").next().unwrap_or(what).to_string();
+        let human = |d: Duration| humantime::format_duration(d).to_string();
+        if recent > lateness {
+            self.errs.push(
+                if recent_what.contains(": ") || !lateness_what.contains(": ") {
+                    format!(
+                        "{recent_what} ({}) must not exceed {} ({})",
+                        human(recent),
+                        bare(lateness_what),
+                        human(lateness)
+                    )
+                } else {
+                    format!(
+                        "{lateness_what} ({}) must not be shorter than {} ({})",
+                        human(lateness),
+                        bare(recent_what),
+                        human(recent)
+                    )
+                },
+            );
+        }
+        // LiteLLM writes spend logs in batches, every proxy_batch_write_at seconds plus 0-5 s:
+        // a row can reach the database that long after its request. Rows later than the
+        // lateness are never counted.
+        if let Some(batch) = self.file.general_settings.proxy_batch_write_at {
+            let latest = Duration::from_secs(batch.saturating_add(PROXY_BATCH_JITTER));
+            if lateness <= latest {
+                self.errs.push(format!(
+                    "{}: general_settings.proxy_batch_write_at is {batch} s, so LiteLLM writes spend-log rows up to {} s (with its 0-5 s jitter) after the request, but {} is {}: rows that late would never be counted; raise the lateness above {} s",
+                    self.loc.at(&["general_settings", "proxy_batch_write_at"]),
+                    latest.as_secs(),
+                    bare(lateness_what),
+                    human(lateness),
+                    latest.as_secs()
+                ));
+            }
+        }
+    }
+
+    fn window_growth(&mut self) -> u32 {
+        let (growth, what) = match (self.args.window_growth, self.file.exporter.window_growth) {
+            (Some(g), _) => (g, "--ledger.window-growth".to_string()),
+            (None, Some(g)) => (g, self.at_ex("window_growth")),
+            (None, None) => (4, String::new()),
+        };
+        if growth < 2 {
+            self.errs.push(format!("{what} must be at least 2"));
+        }
+        growth
+    }
+
+    fn pool_size(&mut self) -> usize {
+        let (size, what) = match (self.args.pool_size, self.file.exporter.pool_size) {
+            (Some(s), _) => (s, "--db.pool-size".to_string()),
+            (None, Some(s)) => (s, self.at_ex("pool_size")),
+            (None, None) => (2, String::new()),
+        };
+        if !(1..=MAX_POOL_SIZE).contains(&size) {
+            self.errs
+                .push(format!("{what} must be 1 to {MAX_POOL_SIZE}"));
+        }
+        size
+    }
+
+    fn memory_budget(&mut self) -> Option<crate::budget::MemoryBudget> {
+        let (v, what) = self.pick(
+            &self.args.memory_budget,
+            &self.file.exporter.memory_budget,
+            "--memory.budget",
+            "memory_budget",
+        );
+        match crate::budget::resolve(v.as_deref()) {
+            Ok(b) => b,
+            Err(e) => {
+                self.errs.push(e.replace("--memory.budget", &what));
+                None
+            }
+        }
+    }
+
+    /// `--log.level` and `--log.format`.
+    fn logging(&mut self) -> (String, LogFormat) {
+        let log_level = self.args.log_level.clone().unwrap_or_else(|| "info".into());
+        if !["error", "warn", "info", "debug", "trace"].contains(&log_level.as_str()) {
+            self.errs.push(format!(
+                "--log.level {log_level:?}: use error, warn, info, debug or trace"
+            ));
+        }
+        let log_format = match self.args.log_format.as_deref().unwrap_or("logfmt") {
+            "json" => LogFormat::Json,
+            "logfmt" => LogFormat::Logfmt,
+            other => {
+                self.errs
+                    .push(format!("--log.format {other:?}: use logfmt or json"));
+                LogFormat::Logfmt
+            }
+        };
+        (log_level, log_format)
+    }
+
+    /// `prometheus_latency_buckets`, or LiteLLM's default.
+    fn latency_buckets(&mut self) -> Vec<f64> {
+        let ls = &self.file.litellm_settings;
+        let latency = ls
+            .prometheus_latency_buckets
+            .clone()
+            .unwrap_or_else(|| LATENCY_BUCKETS.to_vec());
+        if let Err(e) = check_buckets(&latency) {
+            self.errs.push(if ls.prometheus_latency_buckets.is_some() {
+                format!("{}: {e}", self.at_ls("prometheus_latency_buckets"))
+            } else {
+                e.to_string()
+            });
+        }
+        latency
+    }
+
+    /// `--state.file`; without one, LiteLLM's retention lowers the counters at a restart.
+    fn state_file(&mut self) -> Option<PathBuf> {
+        let state_file = self
+            .args
+            .state_file
+            .clone()
+            .or(self.file.exporter.state_file.clone());
+        if let Some(period) = &self
+            .file
+            .general_settings
+            .maximum_spend_logs_retention_period
+        {
+            if state_file.is_none() {
+                self.warnings.push(format!(
+                    "{}: general_settings.maximum_spend_logs_retention_period {period}: LiteLLM deletes older spend-log rows, and without --state.file (exporter.state_file) a restart rebuilds the counters from the rows that remain, so they drop",
+                    self.loc.at(&["general_settings", "maximum_spend_logs_retention_period"])
+                ));
+            }
+        }
+        state_file
+    }
+}
+
 impl Config {
     /// The configuration of a run; every problem of the file and the flags in one error.
     pub fn build(args: &RunArgs) -> Result<Config, ConfigError> {
@@ -838,9 +1355,6 @@ impl Config {
     }
 
     fn build_with(args: &RunArgs, check_only: bool) -> Result<Config, ConfigError> {
-        // Every problem goes here; the first does not stop the others from being found.
-        let mut errs: Vec<String> = Vec::new();
-        let mut warnings: Vec<String> = Vec::new();
         let (file, text, path) = match &args.config_file {
             Some(p) => {
                 let (file, text) = FileConfig::load(p)?;
@@ -848,354 +1362,46 @@ impl Config {
             }
             None => (FileConfig::default(), String::new(), String::new()),
         };
-        let loc = Locator {
-            path: &path,
-            text: &text,
+        let mut b = Building {
+            args,
+            file: &file,
+            loc: Locator {
+                path: &path,
+                text: &text,
+            },
+            errs: file.errors.clone(),
+            warnings: file.warnings.clone(),
         };
-        errs.extend(file.errors.iter().cloned());
-        warnings.extend(file.warnings.iter().cloned());
-        let (mut selection, extras) = if args.config_file.is_some() {
-            let (extras, errors) = file.extras(&path, &text);
-            errs.extend(errors);
-            let names: Vec<String> = extras.iter().map(|(n, _)| n.clone()).collect();
-            let (selection, findings) = file.selection(&path, &text, &names);
-            errs.extend(findings.errors);
-            warnings.extend(findings.warnings);
-            (selection, extras.into_iter().map(|(_, e)| e).collect())
-        } else {
-            (Selection::default(), Vec::new())
-        };
-        let ex = &file.exporter;
-        let ls = &file.litellm_settings;
-        let gs = &file.general_settings;
+        // Each step records its problems and goes on, so that the first problem does not hide
+        // the others; their order here is the order of the lines without a file position.
+        let (mut selection, extras) = b.selection();
+        selection.max_series = b.series_cap();
+        b.check_caller_identity();
+        let (target, db_url_file) = b.target(check_only);
+        let (listen, telemetry_path) = b.address_and_path();
+        let (web_files, web) = b.web();
+        let timing = b.timing();
+        let growth = b.window_growth();
+        let size = b.pool_size();
+        let memory_budget = b.memory_budget();
+        let (log_level, log_format) = b.logging();
+        let latency = b.latency_buckets();
+        let state_file = b.state_file();
 
-        // One cap per family: LiteLLM's general cap, or its end-user cap when end-user tracking
-        // is on, whichever is smaller.
-        let at_ls = |k: &str| loc.at(&["litellm_settings", k]);
-        for (k, v) in [
-            (
-                "prometheus_metrics_max_series_per_metric",
-                ls.prometheus_metrics_max_series_per_metric,
-            ),
-            (
-                "prometheus_end_user_metrics_max_series_per_metric",
-                ls.prometheus_end_user_metrics_max_series_per_metric,
-            ),
-        ] {
-            if v == Some(0) {
-                errs.push(format!("{}: {k} must be at least 1", at_ls(k)));
-            }
-        }
-        selection.max_series = match (
-            ls.prometheus_metrics_max_series_per_metric,
-            file.end_user_cap(),
-        ) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
-        .filter(|c| *c > 0);
-        if let Some(m) = ls
-            .prometheus_deployment_and_latency_caller_identity
-            .as_deref()
-        {
-            if !["api_key_alias", "user_email", "both"].contains(&m) {
-                errs.push(format!(
-                    "{}: prometheus_deployment_and_latency_caller_identity {m:?}: use api_key_alias, user_email or both (LiteLLM refuses to start on any other value)",
-                    at_ls("prometheus_deployment_and_latency_caller_identity")
-                ));
-            }
-        }
-
-        // A file value is named by its position, a flag by its name.
-        let at_ex = |k: &str| format!("{}: exporter.{k}", loc.at(&["exporter", k]));
-        let pick = |flag: &Option<String>, file: &Option<String>, name: &str, key: &str| match (
-            flag, file,
-        ) {
-            (Some(v), _) => (Some(v.clone()), name.to_string()),
-            (None, Some(v)) => (Some(v.clone()), at_ex(key)),
-            (None, None) => (None, name.to_string()),
-        };
-
-        let stand_in = || "postgres://check-config@localhost/check".to_string();
-        let mut db_url_file = None;
-        let url = match (&args.db_url, &args.db_url_file, file.database_url()) {
-            (Some(u), _, _) if !u.trim().is_empty() => Some(u.clone()),
-            (_, Some(p), _) => {
-                db_url_file = Some(p.clone());
-                match std::fs::read_to_string(p) {
-                    Ok(u) => Some(u),
-                    Err(e) => {
-                        errs.push(format!("--db-url-file {}: {e}", p.display()));
-                        None
-                    }
-                }
-            }
-            (_, _, Some(Ok(u))) => Some(u),
-            (_, _, Some(Err(e))) => {
-                let at = loc.at(&["general_settings", "database_url"]);
-                if check_only {
-                    warnings.push(format!("{at}: general_settings.database_url {e} here; the exporter needs it at start"));
-                    Some(stand_in())
-                } else {
-                    errs.push(format!("{at}: general_settings.database_url {e}"));
-                    None
-                }
-            }
-            _ if check_only => Some(stand_in()),
-            _ => {
-                errs.push("no database URL: set --db-url, DATABASE_URL, --db-url-file or general_settings.database_url in --config.file".into());
-                None
-            }
-        };
-        let from_file = args.db_url.as_deref().is_none_or(|u| u.trim().is_empty())
-            && args.db_url_file.is_none()
-            && gs.database_url.is_some();
-        let target = url.and_then(|u| match db::parse_url(&u) {
-            Ok(t) => Some(t),
-            Err(e) => {
-                errs.push(if from_file {
-                    format!(
-                        "{}: general_settings.database_url: {e}",
-                        loc.at(&["general_settings", "database_url"])
-                    )
-                } else {
-                    e.to_string()
-                });
-                None
-            }
-        });
-
-        let (v, what) = pick(
-            &args.listen_address,
-            &ex.listen_address,
-            "--web.listen-address",
-            "listen_address",
-        );
-        let listen = match parse_listen(v.as_deref().unwrap_or("0.0.0.0:10410")) {
-            Ok(l) => l,
-            Err(e) => {
-                errs.push(e.to_string().replace("--web.listen-address", &what));
-                SocketAddr::from(([0, 0, 0, 0], DEFAULT_PORT))
-            }
-        };
-        let (v, what) = pick(
-            &args.telemetry_path,
-            &ex.telemetry_path,
-            "--web.telemetry-path",
-            "telemetry_path",
-        );
-        let telemetry_path = v.unwrap_or_else(|| "/metrics".into());
-        if !telemetry_path.starts_with('/')
-            || telemetry_path == "/"
-            || telemetry_path.starts_with("/-/")
-        {
-            errs.push(format!(
-                "{what} {telemetry_path:?} must start with / and not be / or under /-/"
-            ));
-        }
-        let web_files = crate::web_config::WebFiles {
-            config_file: args.web_config_file.clone(),
-            bearer_token_file: args.bearer_token_file.clone(),
-        };
-        let web = match web_files.load() {
-            Ok(w) => Some(std::sync::Arc::new(w)),
-            Err(e) => {
-                errs.push(e.to_string());
-                None
-            }
-        };
-        let mut dur =
-            |flag: &Option<String>, file: &Option<String>, name: &str, key: &str, default: &str| {
-                let (v, what) = pick(flag, file, name, key);
-                let s = v.unwrap_or_else(|| default.to_string());
-                match parse_duration(&what, &s) {
-                    Ok(d) => (d, what),
-                    Err(e) => {
-                        errs.push(e.to_string());
-                        (
-                            parse_duration(name, default).unwrap_or(Duration::from_secs(1)),
-                            what,
-                        )
-                    }
-                }
-            };
-        let (drain_timeout, _) = dur(&args.drain_timeout, &None, "--web.drain-timeout", "", "10s");
-        let (poll_interval, poll_what) = dur(
-            &args.poll_interval,
-            &ex.poll_interval,
-            "--poll-interval",
-            "poll_interval",
-            "15s",
-        );
-        let (lateness, lateness_what) = dur(
-            &args.lateness,
-            &ex.lateness,
-            "--ledger.lateness",
-            "lateness",
-            "1h",
-        );
-        let (recent, recent_what) = dur(
-            &args.recent_window,
-            &ex.recent_window,
-            "--ledger.recent-window",
-            "recent_window",
-            "2m",
-        );
-        let (statement_timeout, _) = dur(
-            &args.statement_timeout,
-            &ex.statement_timeout,
-            "--db.statement-timeout",
-            "statement_timeout",
-            "15s",
-        );
-        if poll_interval < Duration::from_millis(100) {
-            errs.push(format!("{poll_what} must be at least 100ms"));
-        }
-        // A setting named in the file leads the line with its position; the other is named bare.
-        let bare = |what: &str| what.rsplit(": ").next().unwrap_or(what).to_string();
-        let human = |d: Duration| humantime::format_duration(d).to_string();
-        if recent > lateness {
-            errs.push(
-                if recent_what.contains(": ") || !lateness_what.contains(": ") {
-                    format!(
-                        "{recent_what} ({}) must not exceed {} ({})",
-                        human(recent),
-                        bare(&lateness_what),
-                        human(lateness)
-                    )
-                } else {
-                    format!(
-                        "{lateness_what} ({}) must not be shorter than {} ({})",
-                        human(lateness),
-                        bare(&recent_what),
-                        human(recent)
-                    )
-                },
-            );
-        }
-        // LiteLLM writes spend logs in batches, every proxy_batch_write_at seconds plus 0-5 s:
-        // a row can reach the database that long after its request. Rows later than the
-        // lateness are never counted.
-        if let Some(batch) = gs.proxy_batch_write_at {
-            let latest = Duration::from_secs(batch.saturating_add(PROXY_BATCH_JITTER));
-            if lateness <= latest {
-                errs.push(format!(
-                    "{}: general_settings.proxy_batch_write_at is {batch} s, so LiteLLM writes spend-log rows up to {} s (with its 0-5 s jitter) after the request, but {} is {}: rows that late would never be counted; raise the lateness above {} s",
-                    loc.at(&["general_settings", "proxy_batch_write_at"]),
-                    latest.as_secs(),
-                    bare(&lateness_what),
-                    human(lateness),
-                    latest.as_secs()
-                ));
-            }
-        }
-        let (growth, what) = match (args.window_growth, ex.window_growth) {
-            (Some(g), _) => (g, "--ledger.window-growth".to_string()),
-            (None, Some(g)) => (g, at_ex("window_growth")),
-            (None, None) => (4, String::new()),
-        };
-        if growth < 2 {
-            errs.push(format!("{what} must be at least 2"));
-        }
-        let (size, what) = match (args.pool_size, ex.pool_size) {
-            (Some(s), _) => (s, "--db.pool-size".to_string()),
-            (None, Some(s)) => (s, at_ex("pool_size")),
-            (None, None) => (2, String::new()),
-        };
-        if !(1..=MAX_POOL_SIZE).contains(&size) {
-            errs.push(format!("{what} must be 1 to {MAX_POOL_SIZE}"));
-        }
-        let (v, what) = pick(
-            &args.memory_budget,
-            &ex.memory_budget,
-            "--memory.budget",
-            "memory_budget",
-        );
-        let memory_budget = match crate::budget::resolve(v.as_deref()) {
-            Ok(b) => b,
-            Err(e) => {
-                errs.push(e.replace("--memory.budget", &what));
-                None
-            }
-        };
-        let log_level = args.log_level.clone().unwrap_or_else(|| "info".into());
-        if !["error", "warn", "info", "debug", "trace"].contains(&log_level.as_str()) {
-            errs.push(format!(
-                "--log.level {log_level:?}: use error, warn, info, debug or trace"
-            ));
-        }
-        let log_format = match args.log_format.as_deref().unwrap_or("logfmt") {
-            "json" => LogFormat::Json,
-            "logfmt" => LogFormat::Logfmt,
-            other => {
-                errs.push(format!("--log.format {other:?}: use logfmt or json"));
-                LogFormat::Logfmt
-            }
-        };
-        let latency = ls
-            .prometheus_latency_buckets
-            .clone()
-            .unwrap_or_else(|| LATENCY_BUCKETS.to_vec());
-        if let Err(e) = check_buckets(&latency) {
-            errs.push(if ls.prometheus_latency_buckets.is_some() {
-                format!("{}: {e}", at_ls("prometheus_latency_buckets"))
-            } else {
-                e.to_string()
-            });
-        }
-        let state_file = args.state_file.clone().or(ex.state_file.clone());
-        if let Some(period) = &gs.maximum_spend_logs_retention_period {
-            if state_file.is_none() {
-                warnings.push(format!(
-                    "{}: general_settings.maximum_spend_logs_retention_period {period}: LiteLLM deletes older spend-log rows, and without --state.file (exporter.state_file) a restart rebuilds the counters from the rows that remain, so they drop",
-                    loc.at(&["general_settings", "maximum_spend_logs_retention_period"])
-                ));
-            }
-        }
-
+        let Building {
+            mut errs,
+            mut warnings,
+            ..
+        } = b;
         sort_by_position(&mut errs);
         sort_by_position(&mut warnings);
         let (Some(target), Some(web), true) = (target, web, errs.is_empty()) else {
             return Err(ConfigError::Findings(errs));
         };
+        let (db_settings, file_report) = file.report(state_file.is_some());
         let end_user = file.end_user();
-        let mut file_report = Vec::new();
-        if !file.taken.is_empty() {
-            file_report.push(format!("Taken from the file: {}", file.taken.join(", ")));
-        }
-        if !file.ignored.is_empty() {
-            file_report.push(format!(
-                "Ignored (LiteLLM settings that do not concern the exporter): {}",
-                file.ignored.join("; ")
-            ));
-        }
-        // LiteLLM reads STORE_MODEL_IN_DB after putting the file's environment_variables into
-        // its environment, so they win here too.
-        let env_gate = file
-            .environment
-            .get("STORE_MODEL_IN_DB")
-            .cloned()
-            .or_else(|| std::env::var("STORE_MODEL_IN_DB").ok())
-            .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
-        let db_settings = db_settings::FileSide {
-            owned: file.owned.clone(),
-            store_model_in_db: if file.store_model_in_db {
-                Some("the config file")
-            } else if env_gate {
-                Some("STORE_MODEL_IN_DB")
-            } else {
-                None
-            },
-            partitioning: gs.use_spend_logs_partitioning,
-            state_file: state_file.is_some(),
-        };
-        if db_settings.store_model_in_db.is_some() {
-            file_report.push(format!(
-                "store_model_in_db is on ({}): at start and on SIGHUP the exporter also reads LiteLLM's stored general_settings and litellm_settings (LiteLLM_Config, through the view {} of sql/setup/readonly_role.sql); a key the file sets wins, as in LiteLLM.",
-                db_settings.store_model_in_db.unwrap_or_default(),
-                db_settings::VIEW
-            ));
-        }
+        let ex = &file.exporter;
+        let ls = &file.litellm_settings;
         Ok(Config {
             target,
             db_url_file,
@@ -1203,22 +1409,13 @@ impl Config {
             telemetry_path,
             web_files,
             web,
-            drain_timeout,
-            poll_interval,
+            drain_timeout: timing.drain_timeout,
+            poll_interval: timing.poll_interval,
             log_level,
             log_format,
             state_file,
-            tail: TailConfig {
-                lateness,
-                recent,
-                growth,
-                chunk_target: Duration::from_secs(2).min(statement_timeout / 4),
-            },
-            pool: PoolSettings {
-                size,
-                statement_timeout,
-                connect_timeout: Duration::from_secs(5).min(statement_timeout),
-            },
+            tail: timing.tail(growth),
+            pool: timing.pool(size),
             identity: Identity {
                 end_user,
                 user_email: ex.labels.user_email.unwrap_or(false),
@@ -1238,7 +1435,7 @@ impl Config {
             extras,
             warnings,
             memory_budget,
-            spend_logs_partitioning: gs.use_spend_logs_partitioning,
+            spend_logs_partitioning: file.general_settings.use_spend_logs_partitioning,
             db_settings,
             file_report,
         })
