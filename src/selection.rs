@@ -122,6 +122,180 @@ pub fn position(file: &str, text: &str, token: &str) -> String {
     file.to_string()
 }
 
+/// Checks the names a configuration uses against the families and labels that exist; what is
+/// wrong is recorded with its position in the file, and the closest valid name.
+struct Checker<'a> {
+    file: &'a str,
+    text: &'a str,
+    served: Vec<&'static str>,
+    labels: BTreeSet<&'a str>,
+    found: Findings,
+}
+
+impl Checker<'_> {
+    /// Custom label names are their keys with every other character replaced by '_', so two
+    /// keys can meet in one name; a sample with a label twice is not valid text.
+    fn custom_names_differ(&mut self, extra_names: &[String]) {
+        let mut names = BTreeSet::new();
+        for n in extra_names {
+            if !names.insert(n.as_str()) {
+                self.found.errors.push(format!(
+                    "{}: two custom labels (custom_prometheus_metadata_labels, custom_prometheus_tags) are both exported as {n:?}",
+                    self.file
+                ));
+            }
+        }
+    }
+
+    /// Whether `name` is a served family; a LiteLLM metric the database cannot supply is a
+    /// warning, anything else an error.
+    fn metric(&mut self, name: &str) -> bool {
+        if self.served.contains(&name) {
+            return true;
+        }
+        let at = position(self.file, self.text, name);
+        if NOT_DERIVABLE.iter().any(|(n, _)| *n == name) || OTHER_LITELLM_METRICS.contains(&name) {
+            self.found.warnings.push(format!(
+                "{at}: {name} is a LiteLLM metric the database cannot supply; it is ignored"
+            ));
+        } else {
+            let hint = closest(name, self.served.iter().copied())
+                .map(|c| format!(" (did you mean {c}?)"))
+                .unwrap_or_default();
+            self.found
+                .errors
+                .push(format!("{at}: unknown metric {name:?}{hint}"));
+        }
+        false
+    }
+
+    /// Whether `name` is a label some family carries (or a custom one).
+    fn label(&mut self, name: &str) -> bool {
+        if self.labels.contains(name) {
+            return true;
+        }
+        let hint = closest(name, self.labels.iter().copied())
+            .map(|c| format!(" (did you mean {c}?)"))
+            .unwrap_or_default();
+        self.found.errors.push(format!(
+            "{}: unknown label {name:?}{hint}",
+            position(self.file, self.text, name)
+        ));
+        false
+    }
+}
+
+/// What LiteLLM's three settings choose, unknown names left out: the metrics a metrics config
+/// lists, the metrics and labels excluded.
+struct Choice<'a> {
+    /// name -> Some(allowed labels) / None (all labels) for metrics named in the config; None
+    /// without a config (every metric).
+    listed: Option<HashMap<String, Option<BTreeSet<String>>>>,
+    excluded: BTreeSet<&'a str>,
+    dropped: BTreeSet<&'a str>,
+}
+
+impl<'a> Choice<'a> {
+    fn read(
+        config: Option<&[MetricsGroup]>,
+        exclude_metrics: &'a [String],
+        exclude_labels: &'a [String],
+        check: &mut Checker,
+    ) -> Self {
+        let listed = config.map(|groups| {
+            let mut map = HashMap::new();
+            for g in groups {
+                let include = g.include_labels.as_ref().map(|ls| {
+                    ls.iter()
+                        .filter(|l| check.label(l))
+                        .cloned()
+                        .collect::<BTreeSet<_>>()
+                });
+                for m in &g.metrics {
+                    if check.metric(m) {
+                        map.insert(m.clone(), include.clone());
+                    }
+                }
+            }
+            map
+        });
+        let excluded = exclude_metrics
+            .iter()
+            .filter(|m| check.metric(m))
+            .map(String::as_str)
+            .collect();
+        let dropped = exclude_labels
+            .iter()
+            .filter(|l| check.label(l))
+            .map(String::as_str)
+            .collect();
+        Choice {
+            listed,
+            excluded,
+            dropped,
+        }
+    }
+
+    /// Exclusion always wins; a group's `include_labels` restricts its metrics' labels.
+    fn keep(&self, name: &str, label: &str) -> bool {
+        if self.dropped.contains(label) {
+            return false;
+        }
+        match self.listed.as_ref().and_then(|m| m.get(name)) {
+            Some(Some(include)) => include.contains(label),
+            _ => true,
+        }
+    }
+
+    fn exists(&self, name: &str) -> bool {
+        !self.excluded.contains(name) && self.listed.as_ref().is_none_or(|m| m.contains_key(name))
+    }
+
+    /// Per `LEDGER_FAMILIES` entry, its kept labels: the catalogue's, `stream` on the proxy
+    /// request counter when asked for, then the custom labels.
+    fn ledger(&self, stream: bool, extra_names: &[String]) -> Vec<Option<Vec<Label>>> {
+        let name_of = |l: Label| -> &str {
+            match l {
+                Label::Extra(i) => extra_names[usize::from(i)].as_str(),
+                other => other.name(),
+            }
+        };
+        LEDGER_FAMILIES
+            .iter()
+            .map(|fam| {
+                self.exists(fam.name).then(|| {
+                    let stream_label = (stream
+                        && fam.name == "litellm_proxy_total_requests_metric")
+                        .then_some(Label::Stream);
+                    fam.labels
+                        .iter()
+                        .copied()
+                        .chain(stream_label)
+                        .chain((0..extra_names.len()).map(|i| Label::Extra(i as u8)))
+                        .filter(|l| self.keep(fam.name, name_of(*l)))
+                        .collect()
+                })
+            })
+            .collect()
+    }
+
+    /// Per `GAUGE_FAMILIES` entry, its kept labels.
+    fn gauges(&self) -> Vec<Option<Vec<&'static str>>> {
+        GAUGE_FAMILIES
+            .iter()
+            .map(|g| {
+                self.exists(g.name).then(|| {
+                    g.labels
+                        .iter()
+                        .copied()
+                        .filter(|l| self.keep(g.name, l))
+                        .collect()
+                })
+            })
+            .collect()
+    }
+}
+
 impl Selection {
     /// The raw dimensions the exported ledger families use (see `Dims`).
     pub fn dims(&self) -> crate::ledger::class::Dims {
@@ -162,136 +336,23 @@ impl Selection {
         file: &str,
         text: &str,
     ) -> (Selection, Findings) {
-        let mut f = Findings::default();
-        // Custom label names are their keys with every other character replaced by '_', so two
-        // keys can meet in one name; a sample with a label twice is not valid text.
-        let mut names = BTreeSet::new();
-        for n in extra_names {
-            if !names.insert(n.as_str()) {
-                f.errors.push(format!(
-                    "{file}: two custom labels (custom_prometheus_metadata_labels, custom_prometheus_tags) are both exported as {n:?}"
-                ));
-            }
-        }
-        let served = served_metrics();
-        let labels = all_labels(extra_names);
-        let check_metric = |name: &str, f: &mut Findings| -> bool {
-            if served.contains(&name) {
-                return true;
-            }
-            let at = position(file, text, name);
-            if NOT_DERIVABLE.iter().any(|(n, _)| *n == name)
-                || OTHER_LITELLM_METRICS.contains(&name)
-            {
-                f.warnings.push(format!(
-                    "{at}: {name} is a LiteLLM metric the database cannot supply; it is ignored"
-                ));
-            } else {
-                let hint = closest(name, served.iter().copied())
-                    .map(|c| format!(" (did you mean {c}?)"))
-                    .unwrap_or_default();
-                f.errors
-                    .push(format!("{at}: unknown metric {name:?}{hint}"));
-            }
-            false
+        let mut check = Checker {
+            file,
+            text,
+            served: served_metrics(),
+            labels: all_labels(extra_names),
+            found: Findings::default(),
         };
-        let check_label = |name: &str, f: &mut Findings| -> bool {
-            if labels.contains(name) {
-                return true;
-            }
-            let hint = closest(name, labels.iter().copied())
-                .map(|c| format!(" (did you mean {c}?)"))
-                .unwrap_or_default();
-            f.errors.push(format!(
-                "{}: unknown label {name:?}{hint}",
-                position(file, text, name)
-            ));
-            false
-        };
-
-        // name -> Some(allowed labels) / None (all labels) for metrics named in the config.
-        let mut listed: Option<HashMap<String, Option<BTreeSet<String>>>> = None;
-        if let Some(groups) = config {
-            let mut map = HashMap::new();
-            for g in groups {
-                let include = g.include_labels.as_ref().map(|ls| {
-                    ls.iter()
-                        .filter(|l| check_label(l, &mut f))
-                        .cloned()
-                        .collect::<BTreeSet<_>>()
-                });
-                for m in &g.metrics {
-                    if check_metric(m, &mut f) {
-                        map.insert(m.clone(), include.clone());
-                    }
-                }
-            }
-            listed = Some(map);
-        }
-        let excluded: BTreeSet<&str> = exclude_metrics
-            .iter()
-            .filter(|m| check_metric(m, &mut f))
-            .map(String::as_str)
-            .collect();
-        let dropped: BTreeSet<&str> = exclude_labels
-            .iter()
-            .filter(|l| check_label(l, &mut f))
-            .map(String::as_str)
-            .collect();
-
-        let keep = |name: &str, label: &str| -> bool {
-            if dropped.contains(label) {
-                return false;
-            }
-            match listed.as_ref().and_then(|m| m.get(name)) {
-                Some(Some(include)) => include.contains(label),
-                _ => true,
-            }
-        };
-        let exists = |name: &str| -> bool {
-            !excluded.contains(name) && listed.as_ref().is_none_or(|m| m.contains_key(name))
-        };
-        let name_of = |l: Label| -> &str {
-            match l {
-                Label::Extra(i) => extra_names[usize::from(i)].as_str(),
-                other => other.name(),
-            }
-        };
+        check.custom_names_differ(extra_names);
+        let choice = Choice::read(config, exclude_metrics, exclude_labels, &mut check);
         let sel = Selection {
-            ledger: LEDGER_FAMILIES
-                .iter()
-                .map(|fam| {
-                    exists(fam.name).then(|| {
-                        let stream_label = (stream
-                            && fam.name == "litellm_proxy_total_requests_metric")
-                            .then_some(Label::Stream);
-                        fam.labels
-                            .iter()
-                            .copied()
-                            .chain(stream_label)
-                            .chain((0..extra_names.len()).map(|i| Label::Extra(i as u8)))
-                            .filter(|l| keep(fam.name, name_of(*l)))
-                            .collect()
-                    })
-                })
-                .collect(),
-            gauges: GAUGE_FAMILIES
-                .iter()
-                .map(|g| {
-                    exists(g.name).then(|| {
-                        g.labels
-                            .iter()
-                            .copied()
-                            .filter(|l| keep(g.name, l))
-                            .collect()
-                    })
-                })
-                .collect(),
-            dropped: dropped.iter().map(|d| d.to_string()).collect(),
+            ledger: choice.ledger(stream, extra_names),
+            gauges: choice.gauges(),
+            dropped: choice.dropped.iter().map(|d| d.to_string()).collect(),
             extra_names: extra_names.to_vec(),
             max_series: None,
         };
-        (sel, f)
+        (sel, check.found)
     }
 
     /// A gauge's exported labels and their values, for `values` given in the family's full
