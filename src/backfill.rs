@@ -103,6 +103,17 @@ pub fn parse_label(s: &str) -> Result<(String, String), String> {
 }
 
 impl Options {
+    /// The first and the last step: the multiples of `step_ms` in [from, to].
+    fn steps(&self) -> anyhow::Result<(i64, i64)> {
+        let step = self.step_ms;
+        let first =
+            self.from_ms.div_euclid(step) * step + if self.from_ms % step == 0 { 0 } else { step };
+        if first > self.to_ms {
+            bail!("no step between --from and --to");
+        }
+        Ok((first, self.to_ms.div_euclid(step) * step))
+    }
+
     pub fn validate(&self) -> Result<(), String> {
         if self.step_ms < 1000 || self.step_ms % 1000 != 0 {
             return Err("--step must be a whole number of seconds".into());
@@ -324,49 +335,8 @@ impl Series {
         } else {
             format!("{:.3}", t_ms as f64 / 1000.0)
         };
-        // Which series are served at all: `render`'s own rules.
-        for &(f, id) in &self.dirty {
-            let st = &mut self.fams[f];
-            let i = id as usize;
-            let live = match LEDGER_FAMILIES[f].kind {
-                Kind::Counter(v) => counter_served(v, st.rows[i], st.units[i]),
-                Kind::Histogram(_) => histogram_served(&st.hists[i]),
-            };
-            if live && !st.live[i] {
-                st.live[i] = true;
-                st.live_n += 1;
-                if sel.max_series.is_some_and(|cap| st.live_n > cap) {
-                    st.resplit = true;
-                }
-            }
-        }
-        // The series cap: `render`'s own `fold`, redone only when the live set grew.
-        for (f, st) in self.fams.iter_mut().enumerate() {
-            if !st.resplit {
-                continue;
-            }
-            st.resplit = false;
-            let (_, folded) = fold(r.blocks(f), &st.live, sel.max_series, &st.other_block);
-            let mut now = vec![false; st.live.len()];
-            for i in folded {
-                now[i] = true;
-            }
-            if now != st.folded {
-                st.folded = now;
-                st.any_folded = true;
-                st.other_units = 0;
-                st.other_hist = HistAcc::default();
-                for i in 0..st.folded.len() {
-                    if st.folded[i] {
-                        st.other_units += st.units[i];
-                        if let Some(h) = st.hists.get(i) {
-                            st.other_hist.merge(h);
-                        }
-                    }
-                }
-                st.other_dirty = true;
-            }
-        }
+        self.mark_served(sel);
+        self.refold(r, sel);
         let dirty = std::mem::take(&mut self.dirty);
         for &(f, id) in &dirty {
             self.fams[f].dirty[id as usize] = false;
@@ -398,6 +368,57 @@ impl Series {
             }
         }
         Ok(())
+    }
+
+    /// Marks the changed series that are now served at all (`render`'s own rules); a family
+    /// whose served series grew past the cap is folded again.
+    fn mark_served(&mut self, sel: &Selection) {
+        for &(f, id) in &self.dirty {
+            let st = &mut self.fams[f];
+            let i = id as usize;
+            let live = match LEDGER_FAMILIES[f].kind {
+                Kind::Counter(v) => counter_served(v, st.rows[i], st.units[i]),
+                Kind::Histogram(_) => histogram_served(&st.hists[i]),
+            };
+            if live && !st.live[i] {
+                st.live[i] = true;
+                st.live_n += 1;
+                if sel.max_series.is_some_and(|cap| st.live_n > cap) {
+                    st.resplit = true;
+                }
+            }
+        }
+    }
+
+    /// The series cap: `render`'s own `fold`, redone only where the served set grew; a change
+    /// of the folded set recomputes the `other` series' totals.
+    fn refold(&mut self, r: &LedgerRenderer, sel: &Selection) {
+        for (f, st) in self.fams.iter_mut().enumerate() {
+            if !st.resplit {
+                continue;
+            }
+            st.resplit = false;
+            let (_, folded) = fold(r.blocks(f), &st.live, sel.max_series, &st.other_block);
+            let mut now = vec![false; st.live.len()];
+            for i in folded {
+                now[i] = true;
+            }
+            if now != st.folded {
+                st.folded = now;
+                st.any_folded = true;
+                st.other_units = 0;
+                st.other_hist = HistAcc::default();
+                for i in 0..st.folded.len() {
+                    if st.folded[i] {
+                        st.other_units += st.units[i];
+                        if let Some(h) = st.hists.get(i) {
+                            st.other_hist.merge(h);
+                        }
+                    }
+                }
+                st.other_dirty = true;
+            }
+        }
     }
 
     /// Writes one series (all lines of a histogram) at step `k`.
@@ -619,6 +640,40 @@ pub fn promtool_command(out: &std::path::Path) -> String {
 const PROMTOOL_ONE_FILE: &str =
     "promtool tsdb create-blocks-from openmetrics --max-block-duration=24h";
 
+/// Counts the rows before `from_ms` into `ledger`, in hour chunks (each read well inside
+/// `statement_timeout` on busy days); returns how many.
+async fn count_before(
+    client: &mut deadpool_postgres::Object,
+    p: &read::Projection,
+    ledger: &mut Ledger,
+    from_ms: i64,
+) -> anyhow::Result<u64> {
+    let tx = db::read_tx(client).await?;
+    let oldest = read::oldest_start(&tx, p).await?;
+    tx.commit().await?;
+    let Some(oldest) = oldest.filter(|old| *old < from_ms) else {
+        return Ok(0);
+    };
+    let mut rows = 0;
+    let mut lo: Option<i64> = None;
+    let mut hi = (oldest + HOUR_MS).min(from_ms);
+    loop {
+        let tx = db::read_tx(client).await?;
+        rows += read::each_row(&tx, p, lo, Some(hi), 0, 0, |r| {
+            ledger.apply_row(r, false, &p.thresholds);
+        })
+        .await?;
+        tx.commit().await?;
+        if hi >= from_ms {
+            break;
+        }
+        lo = Some(hi);
+        hi = (hi + HOUR_MS).min(from_ms);
+    }
+    info!(rows, "Counted the rows before --from.");
+    Ok(rows)
+}
+
 pub async fn run(cfg: &Config, o: &Options) -> anyhow::Result<Summary> {
     o.validate().map_err(anyhow::Error::msg)?;
     std::fs::create_dir_all(&o.out)
@@ -640,36 +695,11 @@ pub async fn run(cfg: &Config, o: &Options) -> anyhow::Result<Summary> {
     let mut summary = Summary::default();
 
     // Everything before the first step counts in its first value, as it would live.
-    let tx = db::read_tx(&mut client).await?;
-    let oldest = read::oldest_start(&tx, &p).await?;
-    tx.commit().await?;
-    if let Some(oldest) = oldest.filter(|old| *old < o.from_ms) {
-        let mut lo: Option<i64> = None;
-        // Hour chunks keep each read well inside statement_timeout on busy days.
-        let mut hi = (oldest + HOUR_MS).min(o.from_ms);
-        loop {
-            let tx = db::read_tx(&mut client).await?;
-            summary.rows += read::each_row(&tx, &p, lo, Some(hi), 0, 0, |r| {
-                ledger.apply_row(r, false, &p.thresholds);
-            })
-            .await?;
-            tx.commit().await?;
-            if hi >= o.from_ms {
-                break;
-            }
-            lo = Some(hi);
-            hi = (hi + HOUR_MS).min(o.from_ms);
-        }
-        info!(rows = summary.rows, "Counted the rows before --from.");
-    }
+    summary.rows += count_before(&mut client, &p, &mut ledger, o.from_ms).await?;
     let mut touched: Vec<u32> = (0..ledger.classes().len() as u32).collect();
 
     let step = o.step_ms;
-    let first = o.from_ms.div_euclid(step) * step + if o.from_ms % step == 0 { 0 } else { step };
-    if first > o.to_ms {
-        bail!("no step between --from and --to");
-    }
-    let last = o.to_ms.div_euclid(step) * step;
+    let (first, last) = o.steps()?;
     let n_steps = ((last - first) / step + 1) as u64;
     let mut progress = Progress::new(n_steps);
 

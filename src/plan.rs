@@ -76,64 +76,9 @@ pub async fn run(cfg: &Config) -> anyhow::Result<Plan> {
     let p = cfg.projection(&schema);
     // The rule's costs, whatever the budget (a huge one when there is none).
     let rule = FoldRule::new(u64::MAX, &cfg.selection, &cfg.thresholds);
-    let sets = rule.sets();
-    // Combinations told apart by a 64-bit hash of their whole key, not kept (a collision in
-    // ten million is a few in a million: negligible for a plan).
-    let key_hasher = ahash::RandomState::with_seeds(1, 2, 3, 4);
-    let mut classes: hashbrown::HashSet<u64, ahash::RandomState> = Default::default();
-    let mut prints: Vec<Print> = Vec::new();
-    // Per label list: each series' text bytes.
-    let mut texts: Vec<hashbrown::HashMap<u64, u64, ahash::RandomState>> =
-        vec![Default::default(); sets];
-    let mut state_text = 0u64;
-    let mut rows = 0u64;
-    let mut recent_rows = 0u64;
+    let scan = Scan::read(cfg, &mut client, &p, &rule).await?;
 
-    let tx = db::read_tx(&mut client).await?;
-    let now_ms = read::snapshot(&tx).await?.now_ms;
-    tx.commit().await?;
-    let recent_from = now_ms - cfg.tail.lateness.as_millis() as i64;
-    let mut lo: Option<i64> = None;
-    loop {
-        let tx = db::read_tx(&mut client).await?;
-        let hi = read::chunk_end(&tx, &p, lo, None, CHUNK_ROWS)
-            .await?
-            .map(|h| lo.map_or(h, |l| h.max(l + 1)));
-        rows += read::each_row(&tx, &p, lo, hi, 0, 0, |r| {
-            if r.start_ms >= recent_from {
-                recent_rows += 1;
-            }
-            if !classes.insert(key_hasher.hash_one(&r.key)) {
-                return;
-            }
-            let k = &r.key;
-            let mut series = vec![u64::MAX; sets].into_boxed_slice();
-            for (s, id) in series.iter_mut().enumerate() {
-                if rule.counts(s, k) {
-                    *id = rule.series_id(s, k);
-                    texts[s]
-                        .entry(*id)
-                        .or_insert_with(|| rule.series_text(s, k));
-                }
-            }
-            state_text += (0..crate::ledger::packed::FIELDS)
-                .map(|i| k.field(i).len() as u64)
-                .sum::<u64>();
-            prints.push(Print {
-                hash: fold::stable_hash(k),
-                series,
-            });
-        })
-        .await?;
-        tx.commit().await?;
-        match hi {
-            Some(h) => lo = Some(h),
-            None => break,
-        }
-    }
-    drop(classes);
-
-    let at = |level: u32| footprint(&prints, &texts, level);
+    let at = |level: u32| footprint(&scan.prints, &scan.texts, level);
     let all = at(0);
     let mut series: Vec<(&'static str, u64)> = Vec::new();
     for (s, n) in all.per_set.iter().enumerate() {
@@ -141,7 +86,7 @@ pub async fn run(cfg: &Config) -> anyhow::Result<Plan> {
             series.push((f, *n));
         }
     }
-    let reserve = PROCESS_BYTES + recent_rows * crate::budget::ROW_BYTES;
+    let reserve = PROCESS_BYTES + scan.recent_rows * crate::budget::ROW_BYTES;
     let fold = cfg.memory_budget.clone().map(|budget| {
         let limit = budget.classes_bytes();
         let mut level = 0;
@@ -158,19 +103,102 @@ pub async fn run(cfg: &Config) -> anyhow::Result<Plan> {
             bytes: f.bytes,
         }
     });
+    let classes = scan.prints.len() as u64;
     Ok(Plan {
-        rows,
+        rows: scan.rows,
         seconds: started.elapsed().as_secs_f64(),
-        classes: prints.len() as u64,
+        classes,
         series,
         text_bytes: all.text,
         resident_bytes: reserve + all.bytes,
-        state_bytes: prints.len() as u64 * STATE_BYTES_PER_CLASS
-            + state_text
-            + recent_rows * STATE_BYTES_PER_ROW,
-        recent_rows,
+        state_bytes: classes * STATE_BYTES_PER_CLASS
+            + scan.state_text
+            + scan.recent_rows * STATE_BYTES_PER_ROW,
+        recent_rows: scan.recent_rows,
         fold,
     })
+}
+
+/// What one read of the spend log keeps: per label combination its fold hash and its series in
+/// each label list, per label list each series' text bytes, and counts.
+struct Scan {
+    rows: u64,
+    /// Rows inside the lateness window.
+    recent_rows: u64,
+    prints: Vec<Print>,
+    texts: Vec<hashbrown::HashMap<u64, u64, ahash::RandomState>>,
+    /// The combinations' dimension text, as the state file spells it out.
+    state_text: u64,
+}
+
+impl Scan {
+    /// Reads the spend log the way a cold start does: `startTime` chunks cut at a row count, one
+    /// short read-only transaction each.
+    async fn read(
+        cfg: &Config,
+        client: &mut deadpool_postgres::Object,
+        p: &read::Projection,
+        rule: &FoldRule,
+    ) -> anyhow::Result<Scan> {
+        let sets = rule.sets();
+        // Combinations told apart by a 64-bit hash of their whole key, not kept (a collision in
+        // ten million is a few in a million: negligible for a plan).
+        let key_hasher = ahash::RandomState::with_seeds(1, 2, 3, 4);
+        let mut classes: hashbrown::HashSet<u64, ahash::RandomState> = Default::default();
+        let mut scan = Scan {
+            rows: 0,
+            recent_rows: 0,
+            prints: Vec::new(),
+            // Per label list: each series' text bytes.
+            texts: vec![Default::default(); sets],
+            state_text: 0,
+        };
+
+        let tx = db::read_tx(client).await?;
+        let now_ms = read::snapshot(&tx).await?.now_ms;
+        tx.commit().await?;
+        let recent_from = now_ms - cfg.tail.lateness.as_millis() as i64;
+        let mut lo: Option<i64> = None;
+        loop {
+            let tx = db::read_tx(client).await?;
+            let hi = read::chunk_end(&tx, p, lo, None, CHUNK_ROWS)
+                .await?
+                .map(|h| lo.map_or(h, |l| h.max(l + 1)));
+            let n = read::each_row(&tx, p, lo, hi, 0, 0, |r| {
+                if r.start_ms >= recent_from {
+                    scan.recent_rows += 1;
+                }
+                if !classes.insert(key_hasher.hash_one(&r.key)) {
+                    return;
+                }
+                let k = &r.key;
+                let mut series = vec![u64::MAX; sets].into_boxed_slice();
+                for (s, id) in series.iter_mut().enumerate() {
+                    if rule.counts(s, k) {
+                        *id = rule.series_id(s, k);
+                        scan.texts[s]
+                            .entry(*id)
+                            .or_insert_with(|| rule.series_text(s, k));
+                    }
+                }
+                scan.state_text += (0..crate::ledger::packed::FIELDS)
+                    .map(|i| k.field(i).len() as u64)
+                    .sum::<u64>();
+                scan.prints.push(Print {
+                    hash: fold::stable_hash(k),
+                    series,
+                });
+            })
+            .await?;
+            scan.rows += n;
+            tx.commit().await?;
+            match hi {
+                Some(h) => lo = Some(h),
+                None => break,
+            }
+        }
+        Ok(scan)
+    }
 }
 
 #[derive(Clone)]

@@ -669,94 +669,124 @@ impl LedgerRenderer {
             .enumerate()
             .map(|(i, c)| self.series_of(f, i, c))
             .collect();
-        let mut written = 0usize;
         let mut rows = vec![0u64; blocks.len()];
         for (c, id) in classes.iter().zip(&series) {
             if let Some(id) = id {
                 rows[*id] += c.acc.rows;
             }
         }
-        let other = other_block(sel, f);
-        let mut folded_rows = 0u64;
-        let mut folded_n = 0usize;
-        match fam.kind {
-            Kind::Counter(v) => {
-                let mut sums = vec![0u128; blocks.len()];
-                for (c, id) in classes.iter().zip(&series) {
-                    if let Some(id) = id {
-                        sums[*id] += counter_units(v, &c.acc);
-                    }
-                }
-                let name = format!("{}_total", fam.name);
-                let mark = out.len();
-                push_header(&mut out, &name, fam.help, "counter");
-                let live: Vec<bool> = sums
-                    .iter()
-                    .zip(&rows)
-                    .map(|(u, r)| counter_served(v, *r, *u))
-                    .collect();
-                let (kept, folded) = fold(blocks, &live, sel.max_series, &other);
-                let mut block = String::new();
-                for i in kept {
-                    block.clear();
-                    blocks.write(i, &mut block);
-                    push_sample(&mut out, &name, &block, &counter_value(v, sums[i]));
-                    written += 1;
-                }
-                if !folded.is_empty() {
-                    let units: u128 = folded.iter().map(|i| sums[*i]).sum();
-                    folded_rows = folded.iter().map(|i| rows[*i]).sum();
-                    folded_n = folded.len();
-                    push_sample(&mut out, &name, &other, &counter_value(v, units));
-                    written += 1;
-                }
-                if written == 0 {
-                    out.truncate(mark);
-                }
-            }
-            Kind::Histogram(h) => {
-                let hi = h.index();
-                let bounds = &t.bounds_s[hi];
-                let mut sums: Vec<HistAcc> = vec![HistAcc::default(); blocks.len()];
-                for (c, id) in classes.iter().zip(&series) {
-                    if let Some(id) = id {
-                        sums[*id].merge(c.acc.hist(hi));
-                    }
-                }
-                let mark = out.len();
-                push_header(&mut out, fam.name, fam.help, "histogram");
-                let live: Vec<bool> = sums.iter().map(histogram_served).collect();
-                let (kept, folded) = fold(blocks, &live, sel.max_series, &other);
-                let mut overflow = HistAcc::default();
-                for i in &folded {
-                    overflow.merge(&sums[*i]);
-                }
-                folded_rows = folded.iter().map(|i| rows[*i]).sum();
-                folded_n = folded.len();
-                let lines = HistLines::new(fam.name, bounds);
-                let mut block = String::new();
-                for i in kept {
-                    block.clear();
-                    blocks.write(i, &mut block);
-                    lines.push(&mut out, &block, &sums[i], "");
-                    written += 1;
-                }
-                if !folded.is_empty() {
-                    lines.push(&mut out, &other, &overflow, "");
-                    written += 1;
-                }
-                if written == 0 {
-                    out.truncate(mark);
-                }
-            }
-        }
-        let count = FamilyCount {
-            family: fam.name,
-            series: written,
-            folded: folded_n,
-            folded_rows,
+        let s = FamilySeries {
+            fam,
+            blocks,
+            classes,
+            series,
+            rows,
+            other: other_block(sel, f),
+            cap: sel.max_series,
+        };
+        let count = match fam.kind {
+            Kind::Counter(v) => s.counter(&mut out, v),
+            Kind::Histogram(h) => s.histogram(&mut out, &t.bounds_s[h.index()], h.index()),
         };
         (out, count)
+    }
+}
+
+/// One family's series before their text: the blocks of its label list, each class's series
+/// (None: the family does not count the class), the rows of each series, and the series cap with
+/// its `other` block.
+struct FamilySeries<'a> {
+    fam: &'static LedgerFamily,
+    blocks: &'a Blocks,
+    classes: &'a [ClassEntry],
+    series: Vec<Option<usize>>,
+    rows: Vec<u64>,
+    other: String,
+    cap: Option<usize>,
+}
+
+impl FamilySeries<'_> {
+    /// A counter family: each served series' sum, the folded ones summed into `other`.
+    fn counter(&self, out: &mut String, v: CounterValue) -> FamilyCount {
+        let (fam, blocks) = (self.fam, self.blocks);
+        let mut sums = vec![0u128; blocks.len()];
+        for (c, id) in self.classes.iter().zip(&self.series) {
+            if let Some(id) = id {
+                sums[*id] += counter_units(v, &c.acc);
+            }
+        }
+        let name = format!("{}_total", fam.name);
+        let mark = out.len();
+        push_header(out, &name, fam.help, "counter");
+        let live: Vec<bool> = sums
+            .iter()
+            .zip(&self.rows)
+            .map(|(u, r)| counter_served(v, *r, *u))
+            .collect();
+        let (kept, folded) = fold(blocks, &live, self.cap, &self.other);
+        let mut written = 0usize;
+        let mut block = String::new();
+        for i in kept {
+            block.clear();
+            blocks.write(i, &mut block);
+            push_sample(out, &name, &block, &counter_value(v, sums[i]));
+            written += 1;
+        }
+        if !folded.is_empty() {
+            let units: u128 = folded.iter().map(|i| sums[*i]).sum();
+            push_sample(out, &name, &self.other, &counter_value(v, units));
+            written += 1;
+        }
+        if written == 0 {
+            out.truncate(mark);
+        }
+        self.count(written, &folded)
+    }
+
+    /// A histogram family (`hi`: its histogram's index, `bounds` its buckets in seconds): each
+    /// served series' buckets, the folded ones merged into `other`.
+    fn histogram(&self, out: &mut String, bounds: &[f64], hi: usize) -> FamilyCount {
+        let (fam, blocks) = (self.fam, self.blocks);
+        let mut sums: Vec<HistAcc> = vec![HistAcc::default(); blocks.len()];
+        for (c, id) in self.classes.iter().zip(&self.series) {
+            if let Some(id) = id {
+                sums[*id].merge(c.acc.hist(hi));
+            }
+        }
+        let mark = out.len();
+        push_header(out, fam.name, fam.help, "histogram");
+        let live: Vec<bool> = sums.iter().map(histogram_served).collect();
+        let (kept, folded) = fold(blocks, &live, self.cap, &self.other);
+        let mut overflow = HistAcc::default();
+        for i in &folded {
+            overflow.merge(&sums[*i]);
+        }
+        let lines = HistLines::new(fam.name, bounds);
+        let mut written = 0usize;
+        let mut block = String::new();
+        for i in kept {
+            block.clear();
+            blocks.write(i, &mut block);
+            lines.push(out, &block, &sums[i], "");
+            written += 1;
+        }
+        if !folded.is_empty() {
+            lines.push(out, &self.other, &overflow, "");
+            written += 1;
+        }
+        if written == 0 {
+            out.truncate(mark);
+        }
+        self.count(written, &folded)
+    }
+
+    fn count(&self, written: usize, folded: &[usize]) -> FamilyCount {
+        FamilyCount {
+            family: self.fam.name,
+            series: written,
+            folded: folded.len(),
+            folded_rows: folded.iter().map(|i| self.rows[*i]).sum(),
+        }
     }
 }
 

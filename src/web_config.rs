@@ -513,6 +513,37 @@ fn tls(t: RawTls, base: &Path, http2: bool) -> Result<Option<Arc<ServerConfig>>,
     let key = crate::pem::key("tls_server_config.key_file", &key_file)?;
 
     let provider = Arc::new(provider(&t)?);
+    let versions = protocol_versions(&t)?;
+    let auth = t.client_auth_type.as_deref().unwrap_or("NoClientCert");
+    let roots = client_roots(&t, base)?;
+    let verifier = client_verifier(auth, roots, &provider)?;
+    let verifier = match &t.client_allowed_sans {
+        None => verifier,
+        Some(sans) => allowed_sans(verifier, sans, auth)?,
+    };
+    let mut cfg = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&versions)
+        .map_err(|e| format!("tls_server_config: {e}"))?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(certs, key)
+        .map_err(|e| {
+            format!(
+                "tls_server_config: certificate {} and key {} do not form a usable pair: {e}",
+                cert_file.display(),
+                key_file.display()
+            )
+        })?;
+    cfg.ignore_client_order = t.prefer_server_cipher_suites.unwrap_or(true);
+    cfg.alpn_protocols = if http2 {
+        vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+    } else {
+        vec![b"http/1.1".to_vec()]
+    };
+    Ok(Some(Arc::new(cfg)))
+}
+
+/// `min_version` and `max_version`: the TLS versions served (1.2 and 1.3 by default).
+fn protocol_versions(t: &RawTls) -> Result<Vec<&'static rustls::SupportedProtocolVersion>, String> {
     let min = version(
         "min_version",
         t.min_version.as_deref(),
@@ -534,9 +565,12 @@ fn tls(t: RawTls, base: &Path, http2: bool) -> Result<Option<Arc<ServerConfig>>,
     if versions.is_empty() {
         return Err("tls_server_config: min_version is above max_version".into());
     }
+    Ok(versions)
+}
 
-    let auth = t.client_auth_type.as_deref().unwrap_or("NoClientCert");
-    let roots = match &t.client_ca_file {
+/// `client_ca_file`: the CAs client certificates are verified against, if given.
+fn client_roots(t: &RawTls, base: &Path) -> Result<Option<Arc<RootCertStore>>, String> {
+    Ok(match &t.client_ca_file {
         Some(p) if !p.as_os_str().is_empty() => {
             let p = resolve(base, p);
             let mut roots = RootCertStore::empty();
@@ -551,7 +585,16 @@ fn tls(t: RawTls, base: &Path, http2: bool) -> Result<Option<Arc<ServerConfig>>,
             Some(Arc::new(roots))
         }
         _ => None,
-    };
+    })
+}
+
+/// `client_auth_type` with the CAs: how client certificates are asked for and checked, as in
+/// exporter-toolkit (Go's `tls.ClientAuthType`).
+fn client_verifier(
+    auth: &str,
+    roots: Option<Arc<RootCertStore>>,
+    provider: &Arc<rustls::crypto::CryptoProvider>,
+) -> Result<Arc<dyn ClientCertVerifier>, String> {
     let verifier: Arc<dyn ClientCertVerifier> = match (auth, roots) {
         ("NoClientCert", None) => rustls::server::WebPkiClientVerifier::no_client_auth(),
         ("RequestClientCert", None) => Arc::new(AnyClientCert {
@@ -588,51 +631,36 @@ fn tls(t: RawTls, base: &Path, http2: bool) -> Result<Option<Arc<ServerConfig>>,
             ))
         }
     };
-    let verifier = match &t.client_allowed_sans {
-        None => verifier,
-        Some(sans) => {
-            if !matches!(
-                auth,
-                "VerifyClientCertIfGiven" | "RequireAndVerifyClientCert"
-            ) {
-                return Err(format!("tls_server_config.client_allowed_sans needs client_auth_type VerifyClientCertIfGiven or RequireAndVerifyClientCert (not {auth})"));
-            }
-            let names = sans
-                .iter()
-                .map(|n| {
-                    rustls::pki_types::ServerName::try_from(n.as_str())
-                        .map(|n| n.to_owned())
-                        .map_err(|_| format!("tls_server_config.client_allowed_sans: {n:?} is not a DNS name or IP address (other name types are not supported)"))
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            if names.is_empty() {
-                return Err("tls_server_config.client_allowed_sans must not be empty".into());
-            }
-            Arc::new(AllowedSans {
-                inner: verifier,
-                names,
-            })
-        }
-    };
-    let mut cfg = ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(&versions)
-        .map_err(|e| format!("tls_server_config: {e}"))?
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(certs, key)
-        .map_err(|e| {
-            format!(
-                "tls_server_config: certificate {} and key {} do not form a usable pair: {e}",
-                cert_file.display(),
-                key_file.display()
-            )
-        })?;
-    cfg.ignore_client_order = t.prefer_server_cipher_suites.unwrap_or(true);
-    cfg.alpn_protocols = if http2 {
-        vec![b"h2".to_vec(), b"http/1.1".to_vec()]
-    } else {
-        vec![b"http/1.1".to_vec()]
-    };
-    Ok(Some(Arc::new(cfg)))
+    Ok(verifier)
+}
+
+/// `client_allowed_sans`: a verified client certificate must also name one of these.
+fn allowed_sans(
+    verifier: Arc<dyn ClientCertVerifier>,
+    sans: &[String],
+    auth: &str,
+) -> Result<Arc<dyn ClientCertVerifier>, String> {
+    if !matches!(
+        auth,
+        "VerifyClientCertIfGiven" | "RequireAndVerifyClientCert"
+    ) {
+        return Err(format!("tls_server_config.client_allowed_sans needs client_auth_type VerifyClientCertIfGiven or RequireAndVerifyClientCert (not {auth})"));
+    }
+    let names = sans
+        .iter()
+        .map(|n| {
+            rustls::pki_types::ServerName::try_from(n.as_str())
+                .map(|n| n.to_owned())
+                .map_err(|_| format!("tls_server_config.client_allowed_sans: {n:?} is not a DNS name or IP address (other name types are not supported)"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if names.is_empty() {
+        return Err("tls_server_config.client_allowed_sans must not be empty".into());
+    }
+    Ok(Arc::new(AllowedSans {
+        inner: verifier,
+        names,
+    }))
 }
 
 /// RequestClientCert / RequireAnyClientCert: a certificate is asked for (or required) but not
