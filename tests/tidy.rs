@@ -4,7 +4,11 @@
 //! - Which modules may name `warp`, `hyper` and `clap` (the web stack and the command line stay
 //!   behind one module each, so that replacing either touches one file).
 //! - SQL text lives in `sql/`: no string literal in the exporter's sources reads like a statement.
-//! - The exporter's library has no writer: no `seed` module (the generator is `tools/seed`).
+//! - The exporter's library has no writer: no `seed` module (the generator is `tools/seed`), and
+//!   no statement under `sql/` writes.
+//! - A scrape never touches the database: the modules that answer it name no database crate.
+//! - The ledger has one owner: `src/ledger/` takes no locks.
+//! - Every Rust file starts with a `//!` comment saying what it owns; nothing calls `exit`.
 //! - The README's metric tables list exactly the catalogue's families (`src/catalogue.rs`).
 
 use std::collections::BTreeSet;
@@ -345,6 +349,165 @@ fn the_library_has_no_traffic_generator() {
         );
     }
     assert!(root().join("tools/seed/seed.rs").exists());
+}
+
+/// A SQL file's text with its comments (`--`, `/* */`), string literals and quoted identifiers
+/// blanked out, so that only keywords and bare names remain.
+fn sql_code(text: &str) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        let next = chars.get(i + 1).copied();
+        let end = if c == '-' && next == Some('-') {
+            (i..chars.len())
+                .find(|&k| chars[k] == '\n')
+                .unwrap_or(chars.len())
+        } else if c == '/' && next == Some('*') {
+            (i + 2..chars.len())
+                .find(|&k| chars[k] == '*' && chars.get(k + 1) == Some(&'/'))
+                .map_or(chars.len(), |k| k + 2)
+        } else if c == '\'' || c == '"' {
+            (i + 1..chars.len())
+                .find(|&k| chars[k] == c)
+                .map_or(chars.len(), |k| k + 1)
+        } else {
+            out.push(c);
+            i += 1;
+            continue;
+        };
+        out.push(' ');
+        i = end;
+    }
+    out
+}
+
+/// ARCHITECTURE.md: the exporter never writes. Besides its read-only sessions, no statement it
+/// runs (every file under `sql/` but the operator's `sql/setup/`) holds a writing command.
+#[test]
+fn the_statements_do_not_write() {
+    const WRITES: &[&str] = &[
+        "INSERT", "UPDATE", "DELETE", "MERGE", "UPSERT", "CREATE", "DROP", "ALTER", "TRUNCATE",
+        "GRANT", "REVOKE", "COPY", "LOCK", "VACUUM", "CLUSTER", "REINDEX", "REFRESH", "COMMENT",
+        "SECURITY", "IMPORT", "CALL", "DO", "NOTIFY", "NEXTVAL", "SETVAL",
+    ];
+    let words = |code: &str| -> Vec<String> {
+        code.split(|c: char| !(c.is_alphanumeric() || c == '_'))
+            .map(str::to_uppercase)
+            .filter(|w| WRITES.contains(&w.as_str()))
+            .collect()
+    };
+    // The check itself: comments and literals are not statements, a command is.
+    assert_eq!(
+        words(&sql_code(
+            "-- DELETE old rows\n/* DROP */ SELECT 'insert', \"Update\" FROM t; delete from t"
+        )),
+        ["DELETE"]
+    );
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).expect("sql/") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() && path != root().join("sql/setup") {
+                walk(&path, out);
+            } else if path.extension().is_some_and(|x| x == "sql") {
+                out.push(path);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    walk(&root().join("sql"), &mut files);
+    assert!(files.len() > 10, "statement files: {files:?}");
+    let mut broken = Vec::new();
+    let mut selects = 0;
+    for path in &files {
+        let code = sql_code(&std::fs::read_to_string(path).expect("a statement file"));
+        selects += code.to_uppercase().matches("SELECT").count();
+        for w in words(&code) {
+            let rel = path.strip_prefix(root()).unwrap_or(path);
+            broken.push(format!("{}: {w}", rel.display()));
+        }
+    }
+    assert!(selects >= files.len() / 2, "only {selects} SELECTs read");
+    assert!(
+        broken.is_empty(),
+        "writing commands in the exporter's statements:\n{}",
+        broken.join("\n")
+    );
+}
+
+/// ARCHITECTURE.md: a scrape never touches the database. The modules that answer it serve what
+/// the refresh loop published, and name neither a database crate nor `crate::db`.
+#[test]
+fn the_scrape_path_names_no_database() {
+    let mut broken = Vec::new();
+    for path in ["src/http.rs", "src/gzip.rs"] {
+        let text = std::fs::read_to_string(root().join(path)).expect("a scrape-path module");
+        let code = lex(&text).code;
+        for word in [
+            "tokio_postgres",
+            "deadpool_postgres",
+            "postgres",
+            "crate::db",
+        ] {
+            for line in lines_naming(&code, word) {
+                broken.push(format!("{path}:{line}: names `{word}`"));
+            }
+        }
+    }
+    assert!(broken.is_empty(), "{}", broken.join("\n"));
+}
+
+/// ARCHITECTURE.md: the ledger has one owner (the refresh task), so its counting path takes no
+/// locks.
+#[test]
+fn the_ledger_takes_no_locks() {
+    let files = rust_files("src/ledger");
+    assert!(files.len() > 5, "ledger files: {}", files.len());
+    let mut broken = Vec::new();
+    for (path, text) in files {
+        let code = lex(&text).code;
+        for word in ["Mutex", "RwLock", "parking_lot"] {
+            for line in lines_naming(&code, word) {
+                broken.push(format!("{path}:{line}: names `{word}`"));
+            }
+        }
+    }
+    assert!(broken.is_empty(), "{}", broken.join("\n"));
+}
+
+/// ARCHITECTURE.md: every Rust file starts with a `//!` comment saying what it owns.
+#[test]
+fn every_rust_file_says_what_it_owns() {
+    let mut files = Vec::new();
+    for dir in ["src", "tools", "tests", "benches"] {
+        files.extend(rust_files(dir));
+    }
+    let missing: Vec<&str> = files
+        .iter()
+        .filter(|(_, text)| !text.starts_with("//!"))
+        .map(|(path, _)| path.as_str())
+        .collect();
+    assert!(files.len() > 50, "only {} files read", files.len());
+    assert!(missing.is_empty(), "no leading //! comment: {missing:?}");
+}
+
+/// ARCHITECTURE.md: nothing calls `exit`: the exit code is `main`'s return value, so no code path
+/// skips the shutdown (the drain, the state file's last save).
+#[test]
+fn nothing_calls_exit() {
+    let mut broken = Vec::new();
+    for (path, text) in rust_files("src") {
+        for line in lines_naming(&lex(&text).code, "exit") {
+            broken.push(format!("{path}:{line}"));
+        }
+    }
+    let main = lex(&std::fs::read_to_string(root().join("src/main.rs")).expect("src/main.rs")).code;
+    assert!(
+        !lines_naming(&main, "ExitCode").is_empty(),
+        "main no longer returns an ExitCode"
+    );
+    assert!(broken.is_empty(), "names `exit`:\n{}", broken.join("\n"));
 }
 
 /// The README's "Metrics" section, split into its tables: (header row, body rows as cells).
