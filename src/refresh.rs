@@ -23,7 +23,7 @@ use prometheus::IntCounter;
 use tracing::{info, warn};
 
 use crate::config::Config;
-use crate::db::database::{Database, UrlReload, SPEND_LOGS};
+use crate::db::database::{Database, UrlReload};
 use crate::db::DbError;
 use crate::selfmetrics::{ErrorKind, SelfMetrics};
 
@@ -214,12 +214,13 @@ pub struct Refresher {
 
 impl Refresher {
     pub fn new(cfg: Config, shared: Arc<Shared>) -> Self {
-        let db = Database::new(
+        let mut db = Database::new(
             cfg.target.clone(),
             cfg.pool.clone(),
             cfg.db_url_file.clone(),
             shared.selfm.gave_way.clone(),
         );
+        db.schema.spend_log_needed = cfg.sources.ledger;
         let ledger = cfg
             .sources
             .ledger
@@ -375,7 +376,9 @@ impl Refresher {
                 continue;
             };
             read_all = false;
-            if !matches!(e, DbError::MissingTable(SPEND_LOGS)) {
+            // The spend log missing, renamed away or replaced is the database's answer (a
+            // schema error of the ledger source), not an outage.
+            if !(source == Source::Ledger && e.kind() == ErrorKind::Schema) {
                 db_up = false;
             }
             // The others would fail alike, each after its own timeout.

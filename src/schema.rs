@@ -37,14 +37,11 @@ impl Schema {
             .map(|s| s.to_string())
             .collect();
         let rows = client.query(sql::SCHEMA_COLUMNS, &[&names]).await?;
-        let unreadable: bool = client
-            .query_one(sql::LEGACY_UNREADABLE, &[])
-            .await?
-            .try_get(0)?;
-        if unreadable {
+        for r in client.query(sql::UNREADABLE_TABLES, &[&names]).await? {
+            let table: String = r.try_get(0)?;
             tracing::warn!(
-                table = LEGACY_SPEND_LOGS,
-                "The old spend log LiteLLM's partitioning script kept is not readable by this role: requests only it holds are not counted. Run sql/setup/readonly_role.sql again."
+                %table,
+                "A LiteLLM table exists but is not readable by this role, so it counts as missing: run sql/setup/readonly_role.sql again (a table LiteLLM replaced, as its spend-log partitioning scripts do, keeps none of the old grants)."
             );
         }
         let mut tables: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();

@@ -121,6 +121,10 @@ pub struct SchemaMemory {
     known: BTreeSet<&'static str>,
     /// Known tables missing at the last detection.
     vanished: Vec<&'static str>,
+    /// Whether the spend log is read at all: then its absence is `schema_up` 0 from the
+    /// detection that finds it, whichever source detected (the entities may, after the
+    /// ledger's read failed), not only from the ledger's next read.
+    pub spend_log_needed: bool,
 }
 
 impl SchemaMemory {
@@ -140,6 +144,11 @@ impl SchemaMemory {
                 .schema_feature
                 .with_label_values(&[&feature])
                 .set(i64::from(present));
+        }
+        if self.spend_log_needed {
+            selfm
+                .schema_up
+                .set(i64::from(schema.has_table("LiteLLM_SpendLogs")));
         }
         let missing = schema.missing_tables();
         self.vanished = missing
