@@ -4,43 +4,10 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::dimension::FIELDS;
+pub use super::dimension::{ClassKey, Dim};
+use super::packed::{KeyView, FAILED};
 use crate::catalogue::{HistValue, Label};
-
-/// The raw dimensions of a row, as produced by `ledger::project` (missing values as `""`,
-/// capped at 1024 characters). Two rows with equal keys are indistinguishable to every
-/// family, so totals are kept per key.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
-pub struct ClassKey {
-    pub api_key: String,
-    pub key_alias: String,
-    pub team_id: String,
-    pub team_alias: String,
-    pub user_id: String,
-    pub user_email: String,
-    pub end_user: String,
-    pub org_id: String,
-    pub model: String,
-    pub model_group: String,
-    pub original_model_group: String,
-    pub model_id: String,
-    pub api_base: String,
-    pub provider: String,
-    pub client_ip: String,
-    pub user_agent: String,
-    pub service_tier: String,
-    pub failed: bool,
-    pub error_code: String,
-    pub error_class: String,
-    pub error_provider: String,
-    /// "True", "False" or "" (unknown), as LiteLLM writes `cache_hit`.
-    pub cache_hit: String,
-    /// "True" for a stream with `prometheus_emit_stream_label`, else "" (rendered "None").
-    #[serde(default)]
-    pub stream: String,
-    /// Values of the configured custom labels, in configuration order.
-    #[serde(default)]
-    pub extras: Vec<String>,
-}
 
 /// The raw dimensions the exported families use. The others are left empty when rows are read,
 /// so that rows differing only in dimensions nobody exports share one class: the ledger's memory
@@ -50,77 +17,36 @@ pub struct ClassKey {
 pub struct Dims(u64);
 
 impl Dims {
-    pub const API_KEY: u64 = 1;
-    pub const KEY_ALIAS: u64 = 1 << 1;
-    pub const TEAM_ID: u64 = 1 << 2;
-    pub const TEAM_ALIAS: u64 = 1 << 3;
-    pub const USER_ID: u64 = 1 << 4;
-    pub const USER_EMAIL: u64 = 1 << 5;
-    pub const END_USER: u64 = 1 << 6;
-    pub const ORG_ID: u64 = 1 << 7;
-    pub const MODEL: u64 = 1 << 8;
-    pub const MODEL_GROUP: u64 = 1 << 9;
-    pub const ORIGINAL_MODEL_GROUP: u64 = 1 << 10;
-    pub const MODEL_ID: u64 = 1 << 11;
-    pub const API_BASE: u64 = 1 << 12;
-    pub const PROVIDER: u64 = 1 << 13;
-    pub const CLIENT_IP: u64 = 1 << 14;
-    pub const USER_AGENT: u64 = 1 << 15;
-    pub const SERVICE_TIER: u64 = 1 << 16;
-    pub const ERROR_CODE: u64 = 1 << 17;
-    pub const ERROR_CLASS: u64 = 1 << 18;
-    pub const ERROR_PROVIDER: u64 = 1 << 19;
-    pub const STREAM: u64 = 1 << 20;
-    pub const EXTRAS: u64 = 1 << 21;
+    /// Not a label dimension: the custom labels. Bits below it are the dimensions' (`Dim::bit`).
+    pub const EXTRAS: u64 = 1 << FIELDS;
     /// Not a label: the first of five bits, one per `HistValue`, for the histograms an exported
     /// family shows. A class keeps (and a row computes) only those: five histograms of 18
     /// counters each were most of a class's memory where no histogram is exported.
-    const HIST: u64 = 1 << 22;
+    const HIST: u64 = Self::EXTRAS << 1;
     /// Not a label: whether a row failed, kept where an exported family counts only successes or
     /// only failures, or shows a status code.
-    pub const OUTCOME: u64 = 1 << 27;
+    pub const OUTCOME: u64 = Self::HIST << HistValue::ALL.len();
     /// Not a label: `cache_hit`, kept where an exported family counts cache hits or misses. With
     /// neither kept, the benchmark's per-team, key and model classes are 291k instead of 361k.
-    pub const CACHE: u64 = 1 << 28;
+    pub const CACHE: u64 = Self::OUTCOME << 1;
 
     /// Not a label: the first of twelve bits, one per additive value (`values::additive_index`),
     /// for the values an exported counter shows. A class keeps (and a row carries) only those:
     /// twelve of them inline were 96 bytes of every class where three families show one.
-    const VALUE: u64 = 1 << 32;
+    const VALUE: u64 = Self::CACHE << 4;
 
     /// Every dimension (nothing merged).
     pub const ALL: Dims = Dims(u64::MAX);
 
     /// The dimensions that `label_value` reads for `labels` (`Selection::dims` adds what decides
-    /// which families count a row).
+    /// which families count a row): a label's dimension (`Dim::shown_by`), or those it is made of
+    /// (`made_from`).
     pub fn of<'a>(labels: impl IntoIterator<Item = &'a Label>) -> Dims {
-        use Label::*;
         let mut d = 0;
         for l in labels {
-            d |= match l {
-                EndUser => Self::END_USER,
-                HashedApiKey => Self::API_KEY,
-                ApiKeyAlias => Self::KEY_ALIAS,
-                RequestedModelOriginal => Self::ORIGINAL_MODEL_GROUP | Self::MODEL_GROUP,
-                RequestedModel | ModelGroup => Self::MODEL_GROUP,
-                Team => Self::TEAM_ID,
-                TeamAlias => Self::TEAM_ALIAS,
-                User => Self::USER_ID,
-                StatusCode => Self::ERROR_CODE | Self::OUTCOME,
-                ExceptionStatus => Self::ERROR_CODE,
-                UserEmail => Self::USER_EMAIL,
-                Route => 0,
-                ClientIp => Self::CLIENT_IP,
-                UserAgent => Self::USER_AGENT,
-                ModelId => Self::MODEL_ID,
-                ApiProvider => Self::PROVIDER,
-                OrgId | OrgAlias => Self::ORG_ID,
-                Model | LitellmModelName => Self::MODEL | Self::PROVIDER,
-                ApiBase => Self::API_BASE,
-                ServiceTier => Self::SERVICE_TIER,
-                ExceptionClass => Self::ERROR_CLASS | Self::ERROR_PROVIDER,
-                Stream => Self::STREAM,
-                Extra(_) => Self::EXTRAS,
+            d |= match Dim::shown_by(*l) {
+                Some(dim) => dim.bit(),
+                None => made_from(*l),
             };
         }
         Dims(d)
@@ -145,6 +71,76 @@ impl Dims {
     }
 }
 
+/// Where a label's value comes from for one class (`read`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LabelRead {
+    /// Dimension `Dim` as stored ("None" when empty).
+    Field(Dim),
+    /// A text made for the class from several dimensions or flags, or a custom label.
+    Made(String),
+    /// The alias of the class's organization ("None" when unknown): LiteLLM does not store it
+    /// per request, the organization table names it.
+    OrgAlias,
+}
+
+/// The dimensions and flags that a label not shown by one dimension is made of (what `made`
+/// reads).
+fn made_from(label: Label) -> u64 {
+    use Label::*;
+    match label {
+        RequestedModelOriginal => Dim::OriginalModelGroup.bit() | Dim::ModelGroup.bit(),
+        StatusCode => Dim::ErrorCode.bit() | Dims::OUTCOME,
+        OrgAlias => Dim::OrgId.bit(),
+        Model | LitellmModelName => Dim::Model.bit() | Dim::Provider.bit(),
+        ApiBase => Dim::ApiBase.bit(),
+        ExceptionClass => Dim::ErrorClass.bit() | Dim::ErrorProvider.bit(),
+        Extra(_) => Dims::EXTRAS,
+        _ => 0,
+    }
+}
+
+/// A label not shown by one dimension, following LiteLLM's request-path conventions.
+fn made(label: Label, k: &impl KeyView) -> LabelRead {
+    use Label::*;
+    let field = |d: Dim| k.field(d.index());
+    let text = |s: &str| LabelRead::Made(or_none(s).to_string());
+    match label {
+        RequestedModelOriginal if field(Dim::OriginalModelGroup).is_empty() => {
+            LabelRead::Field(Dim::ModelGroup)
+        }
+        RequestedModelOriginal => LabelRead::Field(Dim::OriginalModelGroup),
+        StatusCode if k.header() & FAILED != 0 => LabelRead::Field(Dim::ErrorCode),
+        StatusCode => text("200"),
+        OrgAlias => LabelRead::OrgAlias,
+        // LiteLLM gives both the request's `model` kwarg, which has no `<provider>/` prefix
+        // (prometheus.py: `litellm_model_name=model`).
+        Model | LitellmModelName => text(strip_provider(field(Dim::Model), field(Dim::Provider))),
+        // LiteLLM's logging payload writes a deployment without an api_base as "" (never None),
+        // and the label shows it as it is.
+        ApiBase => LabelRead::Made(field(Dim::ApiBase).to_string()),
+        ExceptionClass => text(&exception_class(
+            field(Dim::ErrorClass),
+            field(Dim::ErrorProvider),
+        )),
+        // Tag labels are always "true"/"false"; an absent metadata value is "None".
+        Extra(i) => {
+            let i = usize::from(i);
+            text(if i < k.extras_len() { k.extra(i) } else { "" })
+        }
+        // LiteLLM does not write the HTTP route to the spend log.
+        Route => text(""),
+        shown => unreachable!("{shown:?} is shown by a dimension"),
+    }
+}
+
+/// Where the value of `label` comes from for the class `k`, however the key is stored.
+pub fn read(label: Label, k: &impl KeyView) -> LabelRead {
+    match Dim::shown_by(label) {
+        Some(d) => LabelRead::Field(d),
+        None => made(label, k),
+    }
+}
+
 impl ClassKey {
     pub fn is_cache_hit(&self) -> bool {
         self.cache_hit == "True"
@@ -156,57 +152,12 @@ impl ClassKey {
 
     /// The value of `label` for this class, following LiteLLM's request-path conventions.
     /// `org_alias` comes from the organization table (LiteLLM does not store it per request).
-    pub fn label_value<'a>(&'a self, label: Label, org_alias: Option<&'a str>) -> String {
-        use Label::*;
-        let v: &str = match label {
-            EndUser => &self.end_user,
-            HashedApiKey => &self.api_key,
-            ApiKeyAlias => &self.key_alias,
-            RequestedModelOriginal => {
-                if self.original_model_group.is_empty() {
-                    &self.model_group
-                } else {
-                    &self.original_model_group
-                }
-            }
-            RequestedModel | ModelGroup => &self.model_group,
-            Team => &self.team_id,
-            TeamAlias => &self.team_alias,
-            User => &self.user_id,
-            StatusCode => {
-                if self.failed {
-                    &self.error_code
-                } else {
-                    "200"
-                }
-            }
-            UserEmail => &self.user_email,
-            // LiteLLM does not write the HTTP route to the spend log.
-            Route => "",
-            ClientIp => &self.client_ip,
-            UserAgent => &self.user_agent,
-            ModelId => &self.model_id,
-            ApiProvider => &self.provider,
-            OrgId => &self.org_id,
-            OrgAlias => org_alias.unwrap_or(""),
-            // LiteLLM gives both the request's `model` kwarg, which has no `<provider>/` prefix
-            // (prometheus.py: `litellm_model_name=model`).
-            Model | LitellmModelName => {
-                return none_if_empty(strip_provider(&self.model, &self.provider))
-            }
-            // LiteLLM's logging payload writes a deployment without an api_base as "" (never
-            // None), and the label shows it as it is.
-            ApiBase => return self.api_base.clone(),
-            ServiceTier => &self.service_tier,
-            ExceptionStatus => &self.error_code,
-            ExceptionClass => {
-                return none_if_empty(&exception_class(&self.error_class, &self.error_provider))
-            }
-            Stream => &self.stream,
-            // Tag labels are always "true"/"false"; an absent metadata value is "None".
-            Extra(i) => self.extras.get(usize::from(i)).map_or("", String::as_str),
-        };
-        none_if_empty(v)
+    pub fn label_value(&self, label: Label, org_alias: Option<&str>) -> String {
+        match read(label, self) {
+            LabelRead::Field(d) => none_if_empty(self.fields()[d.index()]),
+            LabelRead::Made(s) => s,
+            LabelRead::OrgAlias => none_if_empty(org_alias.unwrap_or("")),
+        }
     }
 }
 
@@ -274,8 +225,8 @@ mod tests {
     #[test]
     fn dims_follow_what_label_value_reads() {
         let d = Dims::of(&[Label::Team, Label::Model]);
-        assert!(d.has(Dims::TEAM_ID) && d.has(Dims::MODEL) && d.has(Dims::PROVIDER));
-        assert!(!d.has(Dims::API_KEY) && !d.has(Dims::TEAM_ALIAS) && !d.has(Dims::EXTRAS));
+        assert!(d.has(Dim::TeamId.bit()) && d.has(Dim::Model.bit()) && d.has(Dim::Provider.bit()));
+        assert!(!d.has(Dim::ApiKey.bit()) && !d.has(Dim::TeamAlias.bit()) && !d.has(Dims::EXTRAS));
         // Every label of a key with all dimensions empty except the ones kept reads the same.
         let full = ClassKey {
             team_id: "t".into(),
@@ -292,6 +243,80 @@ mod tests {
             assert_eq!(full.label_value(l, None), kept.label_value(l, None));
         }
         assert!(Dims::ALL.has(Dims::EXTRAS));
+    }
+
+    /// Every label reads only what `Dims::of` keeps for it: a key whose other dimensions and
+    /// flags are cleared (as the projection leaves them) gives the same value.
+    #[test]
+    fn dims_of_covers_everything_a_label_reads() {
+        use Label::*;
+        let labels = [
+            EndUser,
+            HashedApiKey,
+            ApiKeyAlias,
+            RequestedModelOriginal,
+            RequestedModel,
+            Team,
+            TeamAlias,
+            User,
+            StatusCode,
+            UserEmail,
+            Route,
+            ClientIp,
+            UserAgent,
+            ModelId,
+            ApiProvider,
+            OrgId,
+            OrgAlias,
+            Model,
+            ModelGroup,
+            LitellmModelName,
+            ApiBase,
+            ServiceTier,
+            ExceptionStatus,
+            ExceptionClass,
+            Stream,
+            Extra(0),
+            Extra(1),
+        ];
+        let mut full = ClassKey {
+            failed: true,
+            cache_hit: "True".into(),
+            extras: vec!["x0".into(), "x1".into()],
+            ..Default::default()
+        };
+        for (i, f) in full.fields_mut().into_iter().enumerate() {
+            *f = format!("v{i}");
+        }
+        full.model = "v13/gpt".into();
+        for failed in [true, false] {
+            let full = ClassKey {
+                failed,
+                ..full.clone()
+            };
+            for l in labels {
+                let d = Dims::of([&l]);
+                let mut kept = ClassKey {
+                    failed: full.failed && d.has(Dims::OUTCOME),
+                    extras: if d.has(Dims::EXTRAS) {
+                        full.extras.clone()
+                    } else {
+                        Vec::new()
+                    },
+                    ..full.clone()
+                };
+                for (dim, f) in Dim::ALL.iter().zip(kept.fields_mut()) {
+                    if !d.has(dim.bit()) {
+                        f.clear();
+                    }
+                }
+                assert_eq!(
+                    full.label_value(l, Some("alias")),
+                    kept.label_value(l, Some("alias")),
+                    "{l:?}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -19,6 +19,7 @@
 //! family's sum still equals SQL and no counter decreases.
 
 use super::class::{ClassKey, Dims};
+use super::dimension::DIMENSIONS;
 use super::packed::{KeyView, FIELDS};
 use super::values::Thresholds;
 use crate::catalogue::{Kind, Rows, LEDGER_FAMILIES};
@@ -40,14 +41,17 @@ const LINE_BYTES: u64 = 24;
 /// an exposition is about a tenth of it; a fifth here).
 const TEXT_COPIES_PER_MILLE: u64 = 2_200;
 
-/// The dimensions whose values a class's labels are made of: the fields hashed for the fold.
-/// The error fields are left out, so that the failures of a team, key and model fold together
-/// with its successes instead of splitting a combination between "other" and its own series.
+/// The dimensions whose values a class's labels are made of: the fields hashed for the fold
+/// (`Dimension::hashed`: the error fields are left out, so that the failures of a team, key and
+/// model fold together with its successes instead of splitting a combination between "other"
+/// and its own series).
 const HASHED: [bool; FIELDS] = {
     let mut h = [true; FIELDS];
-    h[17] = false; // error_code
-    h[18] = false; // error_class
-    h[19] = false; // error_provider
+    let mut i = 0;
+    while i < FIELDS {
+        h[i] = DIMENSIONS[i].hashed;
+        i += 1;
+    }
     h
 };
 
@@ -308,7 +312,7 @@ pub fn overflow_key(k: &impl KeyView) -> ClassKey {
         ..ClassKey::default()
     };
     key.set_cache_flags(k.header());
-    for f in key.string_fields_mut() {
+    for f in key.fields_mut() {
         f.clone_from(&label);
     }
     key.extras = vec![label; k.extras_len()];

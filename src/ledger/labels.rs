@@ -7,8 +7,8 @@
 
 use std::collections::HashMap;
 
-use super::class::{self, ClassKey};
-use super::packed::{PackedKey, Strings};
+use super::class::{self, Dim, LabelRead};
+use super::packed::{KeyView, PackedKey, Strings};
 use super::Ledger;
 use crate::catalogue::Label;
 
@@ -49,14 +49,12 @@ impl std::fmt::Debug for Stored<'_> {
     }
 }
 
-/// The label values of one class (`Ledger::labels`). The key is spelled out at most once, for the
-/// first label that needs it.
+/// The label values of one class (`Ledger::labels`), read from the packed key (`class::read`).
 pub struct ClassLabels<'a> {
     key: &'a PackedKey,
     strings: &'a Strings,
     org_aliases: &'a HashMap<String, String>,
     overflow: bool,
-    spelled: Option<ClassKey>,
 }
 
 impl<'a> ClassLabels<'a> {
@@ -72,13 +70,14 @@ impl<'a> ClassLabels<'a> {
             // Every field of an overflow key holds the bucket's label.
             return stored(self.key.field_id(0));
         }
-        match self.key.label_string(label) {
-            Some(id) => stored(id),
-            None => {
-                let (key, strings) = (self.key, self.strings);
-                let k = self.spelled.get_or_insert_with(|| key.unpack(strings));
-                let org = self.org_aliases.get(&k.org_id).map(String::as_str);
-                LabelValue::Spelled(k.label_value(label, org))
+        let view = self.key.view(self.strings);
+        match class::read(label, &view) {
+            LabelRead::Field(d) => stored(self.key.field_id(d.index())),
+            LabelRead::Made(text) => LabelValue::Spelled(text),
+            LabelRead::OrgAlias => {
+                let org = view.field(Dim::OrgId.index());
+                let alias = self.org_aliases.get(org).map_or("", String::as_str);
+                LabelValue::Spelled(class::or_none(alias).to_string())
             }
         }
     }
@@ -97,7 +96,6 @@ impl Ledger {
             strings: &self.strings,
             org_aliases,
             overflow: self.is_overflow(c),
-            spelled: None,
         }
     }
 
@@ -110,6 +108,7 @@ impl Ledger {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ledger::class::ClassKey;
     use crate::ledger::values::{RowValues, Thresholds};
     use crate::ledger::RawRow;
 

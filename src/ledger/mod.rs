@@ -12,6 +12,7 @@
 //!   longer change the totals.
 
 pub mod class;
+pub mod dimension;
 pub mod fold;
 pub mod labels;
 pub mod memory;

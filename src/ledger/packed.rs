@@ -1,7 +1,7 @@
 //! How the ledger stores its class keys: every distinct dimension value once, in a table of
 //! strings, and per class only the table indexes of its non-empty dimensions.
 //!
-//! A `ClassKey` is 21 `String`s, a flag and a list: about 560 bytes before any text, most of it
+//! A `ClassKey` is a `String` per dimension, a flag and a list: about 560 bytes before any text, most of it
 //! empty fields, and each value (a 64-character key hash, a team id) copied into every class that
 //! has it. With narrow label sets the classes outnumber the series, and the keys were most of the
 //! exporter's memory (measured: about 1 KB per class, 578k classes at 10M rows). A packed key
@@ -14,17 +14,16 @@ use std::hash::{BuildHasher, Hasher};
 
 use ahash::RandomState;
 
-use super::class::ClassKey;
-use crate::catalogue::Label;
+use super::dimension::ClassKey;
+pub use super::dimension::FIELDS;
 
-/// The string dimensions of a key, in `ClassKey` field order (`failed`, `cache_hit` and the
-/// extras apart). Bit `i` of a packed key's header says whether field `i` is non-empty.
-pub const FIELDS: usize = 21;
-
-pub(super) const FAILED: u32 = 1 << 21;
-const CACHE_HIT: u32 = 1 << 22;
-const CACHE_MISS: u32 = 1 << 23;
+// Bit `i` of a packed key's header says whether field `i` (`Dim` index `i`) is non-empty; the
+// flags follow.
+pub(super) const FAILED: u32 = 1 << FIELDS;
+const CACHE_HIT: u32 = FAILED << 1;
+const CACHE_MISS: u32 = FAILED << 2;
 const PRESENT: u32 = (1 << FIELDS) - 1;
+const _: () = assert!(FIELDS + 3 <= 32, "a packed key's header is one u32");
 
 /// Read access to a class key's dimensions, however it is stored.
 pub trait KeyView {
@@ -34,60 +33,6 @@ pub trait KeyView {
     fn field(&self, i: usize) -> &str;
     fn extras_len(&self) -> usize;
     fn extra(&self, i: usize) -> &str;
-}
-
-impl ClassKey {
-    fn fields(&self) -> [&String; FIELDS] {
-        [
-            &self.api_key,
-            &self.key_alias,
-            &self.team_id,
-            &self.team_alias,
-            &self.user_id,
-            &self.user_email,
-            &self.end_user,
-            &self.org_id,
-            &self.model,
-            &self.model_group,
-            &self.original_model_group,
-            &self.model_id,
-            &self.api_base,
-            &self.provider,
-            &self.client_ip,
-            &self.user_agent,
-            &self.service_tier,
-            &self.error_code,
-            &self.error_class,
-            &self.error_provider,
-            &self.stream,
-        ]
-    }
-
-    pub(super) fn string_fields_mut(&mut self) -> [&mut String; FIELDS] {
-        [
-            &mut self.api_key,
-            &mut self.key_alias,
-            &mut self.team_id,
-            &mut self.team_alias,
-            &mut self.user_id,
-            &mut self.user_email,
-            &mut self.end_user,
-            &mut self.org_id,
-            &mut self.model,
-            &mut self.model_group,
-            &mut self.original_model_group,
-            &mut self.model_id,
-            &mut self.api_base,
-            &mut self.provider,
-            &mut self.client_ip,
-            &mut self.user_agent,
-            &mut self.service_tier,
-            &mut self.error_code,
-            &mut self.error_class,
-            &mut self.error_provider,
-            &mut self.stream,
-        ]
-    }
 }
 
 impl ClassKey {
@@ -230,7 +175,7 @@ impl PackedKey {
                 .collect(),
             ..Default::default()
         };
-        for (i, f) in k.string_fields_mut().into_iter().enumerate() {
+        for (i, f) in k.fields_mut().into_iter().enumerate() {
             f.push_str(v.field(i));
         }
         k
@@ -240,48 +185,14 @@ impl PackedKey {
         self.0[0] & FAILED != 0
     }
 
-    /// The string-table index of field `i` (0, the empty string, when absent).
+    /// The string-table index of field `i` (0, the empty string, when absent): the renderer finds
+    /// a value shown as stored by this index instead of spelling the key out and hashing the text.
     pub(super) fn field_id(&self, i: usize) -> u32 {
         let h = self.0[0];
         if h & (1 << i) == 0 {
             return 0;
         }
         self.0[1 + (h & ((1 << i) - 1)).count_ones() as usize]
-    }
-
-    /// The string-table index of the text `ClassKey::label_value` gives `label` (before an
-    /// empty value becomes "None"), when that text is one stored field: the render then finds a
-    /// value by its index instead of spelling the key out and hashing the text. None for labels
-    /// made from several fields or from outside the key (`model`, `exception_class`, the
-    /// organization alias, `route`, the extras, a successful row's status code).
-    pub fn label_string(&self, label: Label) -> Option<u32> {
-        use Label::*;
-        let field = match label {
-            HashedApiKey => 0,
-            ApiKeyAlias => 1,
-            Team => 2,
-            TeamAlias => 3,
-            User => 4,
-            UserEmail => 5,
-            EndUser => 6,
-            OrgId => 7,
-            RequestedModel | ModelGroup => 9,
-            RequestedModelOriginal if self.0[0] & (1 << 10) != 0 => 10,
-            RequestedModelOriginal => 9,
-            ModelId => 11,
-            ApiProvider => 13,
-            ClientIp => 14,
-            UserAgent => 15,
-            ServiceTier => 16,
-            StatusCode if self.failed() => 17,
-            ExceptionStatus => 17,
-            Stream => 20,
-            // `litellm_model_name` is the model without its provider prefix, like `model`, and
-            // an empty `api_base` stays empty rather than "None".
-            StatusCode | Model | LitellmModelName | ApiBase | ExceptionClass | OrgAlias | Route
-            | Extra(_) => return None,
-        };
-        Some(self.field_id(field))
     }
 
     pub fn is_cache_hit(&self) -> bool {
@@ -376,7 +287,7 @@ mod tests {
     }
 
     #[test]
-    fn label_strings_are_the_texts_label_value_gives() {
+    fn labels_read_alike_packed_or_not_and_fields_are_the_texts_label_value_gives() {
         use crate::catalogue::Label::*;
         let mut s = Strings::default();
         let labels = [
@@ -438,8 +349,10 @@ mod tests {
         for k in [full, succeeded, sparse, ClassKey::default()] {
             let p = PackedKey::pack(&k, &mut s);
             for l in labels {
-                if let Some(id) = p.label_string(l) {
-                    let shown = crate::ledger::class::or_none(s.get(id));
+                let read = crate::ledger::class::read(l, &p.view(&s));
+                assert_eq!(read, crate::ledger::class::read(l, &k), "{l:?} of {k:?}");
+                if let crate::ledger::class::LabelRead::Field(d) = read {
+                    let shown = crate::ledger::class::or_none(s.get(p.field_id(d.index())));
                     assert_eq!(shown, k.label_value(l, None), "{l:?} of {k:?}");
                     checked += 1;
                 }

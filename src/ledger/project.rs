@@ -1,6 +1,7 @@
 //! One spend-log row, as `sql/ledger/project.sql` ships it, turned into the facts the ledger
-//! counts ([`RawRow`]): the single definition of every label dimension and every per-row number,
-//! used by every read (catch-up, polls, backfill). Pure functions, no I/O.
+//! counts ([`RawRow`]): every label dimension read by its source (`dimension::DIMENSIONS`), and
+//! the single definition of every per-row number, used by every read (catch-up, polls,
+//! backfill). Columns are found by name, once per statement ([`Reader`]). Pure functions, no I/O.
 //!
 //! The rules are PostgreSQL's, reproduced exactly so that figures equal what SQL says:
 //! `->>` on the metadata JSON (strings unescaped, JSON null as absent, anything else as its JSON
@@ -11,21 +12,13 @@
 //! numbers (NaN, infinite, negative, absurd) become 0 and are counted in `bad_numbers`.
 
 use tokio_postgres::types::{FromSql, Type};
-use tokio_postgres::Row;
+use tokio_postgres::{Column, Row};
 
 use super::class::{ClassKey, Dims};
-use super::values::RowValues;
+use super::dimension::{Dim, Identity, Source, DIMENSIONS, FIELDS};
+use super::values::{additive_index, RowValues, NV};
 use super::RawRow;
-use crate::catalogue::HistValue;
-
-/// Which person-identifying dimensions are read at all. Off means the label is exported as
-/// "None" and the value never leaves the database.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-pub struct Identity {
-    pub end_user: bool,
-    pub user_email: bool,
-    pub client_ip: bool,
-}
+use crate::catalogue::{CounterValue, HistValue};
 
 /// A configured custom label: a JSON path into the row's metadata (LiteLLM's
 /// `custom_prometheus_metadata_labels`, read from `metadata.spend_logs_metadata` first, then
@@ -46,9 +39,6 @@ const CAP: i64 = 1_000_000_000_000_000;
 
 /// Microseconds between 1970-01-01 and PostgreSQL's epoch, 2000-01-01.
 const PG_EPOCH_US: i128 = 946_684_800_000_000;
-
-/// Columns of the projection before the tag labels, in `project.sql`'s order.
-const COLUMNS: usize = 23;
 
 /// A `timestamp` as stored: microseconds since 2000-01-01, `i64::MAX`/`MIN` for +/-infinity.
 struct Ts(i64);
@@ -250,39 +240,40 @@ macro_rules! json_members {
             $($field: Option<&'a str>,)*
         }
         impl<'a> $name<'a> {
+            // `Metadata` itself is taken member by member, with the dimensions' members
+            // (`Reader::metadata`).
+            #[allow(dead_code)]
             fn read(text: Option<&'a str>) -> Self {
                 let mut out = Self::default();
                 if let Some(t) = text {
                     for (k, v) in members(t) {
-                        match &*k {
-                            $(stringify!($field) => out.$field = Some(v),)*
-                            _ => {}
-                        }
+                        out.take(&k, v);
                     }
                 }
                 out
+            }
+
+            /// Keeps member `k` if it is one of these.
+            fn take(&mut self, k: &str, v: &'a str) {
+                match k {
+                    $(stringify!($field) => self.$field = Some(v),)*
+                    _ => {}
+                }
             }
         }
     };
 }
 
-// The metadata members the ledger reads, and the members of the nested objects it reads.
+// The metadata members the per-row numbers, the outcome and the custom labels read, and the
+// members of the nested objects they read (the label dimensions' members are `Reader::heads`).
 json_members!(Metadata {
-    user_api_key_alias,
-    user_api_key_team_alias,
-    user_api_key_org_id,
-    user_api_key_user_email,
-    original_model_group,
-    user_agent,
     status,
     litellm_overhead_time_ms,
     usage_object,
-    error_information,
     additional_usage_values,
     spend_logs_metadata,
 });
 json_members!(Usage {
-    service_tier,
     prompt_tokens_details,
     completion_tokens_details,
     output_image_count,
@@ -299,11 +290,6 @@ json_members!(PromptDetails {
 json_members!(CompletionDetails {
     reasoning_tokens,
     audio_tokens,
-});
-json_members!(ErrorInfo {
-    error_code,
-    error_class,
-    llm_provider,
 });
 json_members!(AdditionalUsage {
     cache_read_input_tokens,
@@ -429,19 +415,6 @@ fn path_text(text: &str, path: &[String]) -> Option<String> {
     json_text(Some(cur))
 }
 
-/// A dimension nobody exports stays empty (and is never allocated).
-fn keep(
-    dims: Dims,
-    bit: u64,
-    f: &dyn Fn() -> Result<String, tokio_postgres::Error>,
-) -> Result<String, tokio_postgres::Error> {
-    if dims.has(bit) {
-        f()
-    } else {
-        Ok(String::new())
-    }
-}
-
 /// What a projection turns rows into: the dimensions kept, identity switches, the stream
 /// label, custom labels.
 pub struct Rules<'a> {
@@ -451,208 +424,413 @@ pub struct Rules<'a> {
     pub extras: &'a [Extra],
 }
 
-/// Turns one row of `project.sql` into the ledger's raw facts.
-pub fn row(r: &Row, rules: &Rules<'_>) -> Result<RawRow, tokio_postgres::Error> {
-    let text = |i: usize| -> Result<Option<&str>, tokio_postgres::Error> { r.try_get(i) };
-    let request_id: String = r.try_get(0)?;
-    let start: Option<Ts> = r.try_get(1)?;
-    let end: Option<Ts> = r.try_get(2)?;
-    let first_token: Option<Ts> = r.try_get(3)?;
-    let xmin: Xid = r.try_get(4)?;
-    let spend: Option<f64> = r.try_get(18)?;
-    let tokens: [Option<i64>; 3] = [r.try_get(19)?, r.try_get(20)?, r.try_get(21)?];
-    let metadata: Option<JsonText> = r.try_get(22)?;
+/// The positions of `project.sql`'s columns other than the dimensions'.
+struct Columns {
+    request_id: usize,
+    start_time: usize,
+    end_time: usize,
+    completion_start_time: usize,
+    xmin: usize,
+    status: usize,
+    cache_hit: usize,
+    spend: usize,
+    tokens: [usize; 3],
+    metadata: usize,
+    /// One per `Extra::Tag`, in configuration order.
+    tags: Vec<usize>,
+}
 
-    // PostgreSQL's `jsonb_typeof(metadata) = 'object'`, else `{}`; the same for nested objects.
-    let md_obj = metadata
-        .as_ref()
-        .map(|m| m.0)
-        .filter(|t| t.starts_with('{'))
-        .unwrap_or("{}");
-    let md = Metadata::read(Some(md_obj));
-    let usage = Usage::read(md.usage_object);
-    let error = ErrorInfo::read(md.error_information);
-    let additional = AdditionalUsage::read(md.additional_usage_values);
-    let prompt = PromptDetails::read(usage.prompt_tokens_details);
-    let completion = CompletionDetails::read(usage.completion_tokens_details);
+/// How a kept dimension is read from a row (its `Source`, resolved against the statement).
+#[derive(Debug, Clone, Copy)]
+enum Fill {
+    Column(usize),
+    Metadata,
+    ColumnOrMetadata(usize),
+    Stream,
+}
 
-    // The row's time: epoch milliseconds, +/-infinity as the extreme integers.
-    let start_ms = match &start {
-        None => i64::MIN,
-        Some(t) => match t.finite() {
-            Some(us) => {
-                let e = us + PG_EPOCH_US;
-                // numeric -> bigint rounds half away from zero.
-                ((e.abs() + 500) / 1000 * e.signum()) as i64
+/// A top-level metadata member that kept dimensions read: the member itself, or members of it
+/// (an object). The metadata is scanned once per row, its nested objects once each.
+struct Head {
+    name: &'static str,
+    dim: Option<usize>,
+    nested: Vec<(&'static str, usize)>,
+}
+
+/// Turns the rows of one `project.sql` statement into the ledger's raw facts: built from the
+/// statement's columns (found by name) and the rules, once per statement, then used per row.
+pub struct Reader<'a> {
+    rules: &'a Rules<'a>,
+    col: Columns,
+    /// The dimensions the rules keep (exported, and allowed by the identity switches), in `Dim`
+    /// order; the others stay empty and are never allocated.
+    kept: Vec<(usize, Fill)>,
+    heads: Vec<Head>,
+}
+
+/// A row's times, from the timestamps (millisecond precision), which every schema has.
+struct Times {
+    /// Epoch milliseconds, +/-infinity as the extreme integers.
+    start_ms: i64,
+    total_us: i64,
+    /// Time to the first token of a stream.
+    ttft_us: Option<i64>,
+    /// 1 when the end is missing or before the start.
+    bad: i64,
+}
+
+impl<'a> Reader<'a> {
+    /// Panics when a column is missing: `project.sql` and this reader disagree, a programming
+    /// error that every test reading rows catches.
+    pub fn new(columns: &[Column], rules: &'a Rules<'a>) -> Reader<'a> {
+        let find = |name: &str| {
+            columns
+                .iter()
+                .position(|c| c.name() == name)
+                .unwrap_or_else(|| panic!("sql/ledger/project.sql has no column {name}"))
+        };
+        let tag_count = rules
+            .extras
+            .iter()
+            .filter(|e| matches!(e, Extra::Tag(_)))
+            .count();
+        let col = Columns {
+            request_id: find("request_id"),
+            start_time: find("start_time"),
+            end_time: find("end_time"),
+            completion_start_time: find("completion_start_time"),
+            xmin: find("xmin"),
+            status: find("status"),
+            cache_hit: find("cache_hit"),
+            spend: find("spend"),
+            tokens: ["total_tokens", "prompt_tokens", "completion_tokens"].map(&find),
+            metadata: find("metadata"),
+            tags: (0..tag_count).map(|i| find(&format!("tag_{i}"))).collect(),
+        };
+        let mut heads: Vec<Head> = Vec::new();
+        let mut member = |path: &'static [&'static str], d: usize| {
+            let h = match heads.iter().position(|h| h.name == path[0]) {
+                Some(h) => h,
+                None => {
+                    heads.push(Head {
+                        name: path[0],
+                        dim: None,
+                        nested: Vec::new(),
+                    });
+                    heads.len() - 1
+                }
+            };
+            match path {
+                [_] => heads[h].dim = Some(d),
+                [_, inner] => heads[h].nested.push((*inner, d)),
+                _ => unreachable!("metadata paths have one or two keys"),
             }
-            None if t.0 > 0 => i64::MAX,
-            None => i64::MIN,
-        },
-    };
-
-    // Durations from the timestamps (millisecond precision), which every schema has.
-    let (s, e) = (
-        start.as_ref().and_then(Ts::finite),
-        end.as_ref().and_then(Ts::finite),
-    );
-    let (total_us, duration_bad) = match (s, e) {
-        (Some(s), Some(e)) => (span_us(s, e), i64::from(e < s)),
-        _ => (0, 1),
-    };
-    // A stream's first token comes before its end; LiteLLM writes completionStartTime = endTime
-    // for everything else.
-    let ttft_us = match (s, first_token.as_ref().and_then(Ts::finite), e) {
-        (Some(s), Some(f), Some(e)) if f < e && f >= s => Some(span_us(s, f)),
-        _ => None,
-    };
-    let overhead_us = json_count(md.litellm_overhead_time_ms, 3);
-
-    // Spend: NaN compares false here (unlike in PostgreSQL, where it is greater than every number;
-    // the explicit upper bound makes both agree). A request costing a million dollars or more is
-    // taken as corrupt. float8 `round` is half to even.
-    let (spend_pico, spend_bad) = match spend {
-        Some(x) if (0.0..1e6).contains(&x) => ((x * 1e12).round_ties_even() as i64, 0),
-        Some(_) => (0, 1),
-        None => (0, 0),
-    };
-    let tokens_bad = i64::from(tokens.iter().any(|t| t.is_some_and(|t| t < 0)));
-    let [total, prompt_tokens, completion_tokens] = tokens.map(|t| t.unwrap_or(0));
-
-    let count = |v: Option<&str>| json_count(v, 0);
-    let ptd_cached = count(prompt.cached_tokens);
-    // jsonb's coalesce: a present JSON null does not fall through to the second spelling.
-    let ptd_cache_write = json_count(
-        prompt.cache_write_tokens.or(prompt.cache_creation_tokens),
-        0,
-    );
-    let a_cache_read = count(additional.cache_read_input_tokens);
-    let a_cache_creation = count(additional.cache_creation_input_tokens);
-    let u_cache_read = count(usage.cache_read_input_tokens);
-    let u_cache_creation = count(usage.cache_creation_input_tokens);
-    let v = [
-        total.max(0),
-        prompt_tokens.max(0),
-        completion_tokens.max(0),
-        ptd_cached.or(a_cache_read).unwrap_or(0),
-        ptd_cache_write.or(a_cache_creation).unwrap_or(0),
-        count(prompt.audio_tokens).unwrap_or(0),
-        count(completion.reasoning_tokens).unwrap_or(0),
-        count(completion.audio_tokens).unwrap_or(0),
-        count(usage.output_image_count).unwrap_or(0),
-        json_count(usage.duration_seconds, 6).unwrap_or(0),
-        u_cache_read.or(ptd_cached).unwrap_or(0),
-        u_cache_creation.or(ptd_cache_write).unwrap_or(0),
-    ];
-    // Only the values an exported counter shows (`Dims::value`).
-    let v: [i64; super::values::NV] = std::array::from_fn(|j| {
-        if rules.dims.has(Dims::value(j)) {
-            v[j]
-        } else {
-            0
+        };
+        let mut kept = Vec::new();
+        for (d, (dim, def)) in Dim::ALL.iter().zip(&DIMENSIONS).enumerate() {
+            if !rules.dims.has(dim.bit()) || !def.allowed(&rules.identity) {
+                continue;
+            }
+            kept.push((
+                d,
+                match def.source {
+                    Source::Column | Source::OptionalColumn(_) => Fill::Column(find(def.name)),
+                    Source::Metadata(path) => {
+                        member(path, d);
+                        Fill::Metadata
+                    }
+                    Source::OptionalColumnOrMetadata(_, path) => {
+                        member(path, d);
+                        Fill::ColumnOrMetadata(find(def.name))
+                    }
+                    Source::Stream if rules.stream => Fill::Stream,
+                    Source::Stream => continue,
+                },
+            ));
         }
-    });
-    let per_token_us =
-        (completion_tokens > 0).then(|| div_round(ttft_us.unwrap_or(total_us), completion_tokens));
-
-    let md_text = |v: Option<&str>| capped_owned(json_text(v));
-    // The status column wins when present and not NULL (even when empty).
-    let status = match text(16)? {
-        Some(s) => Some(s.to_string()),
-        None => json_text(md.status),
-    };
-    let keep = |bit, f| keep(rules.dims, bit, f);
-    let org = match text(9)? {
-        Some(o) if !o.is_empty() => capped(Some(o)),
-        _ => md_text(md.user_api_key_org_id),
-    };
-    let mut extras = Vec::with_capacity(rules.extras.len());
-    let mut tag_col = COLUMNS;
-    for x in rules.extras.iter().filter(|_| rules.dims.has(Dims::EXTRAS)) {
-        extras.push(match x {
-            Extra::Metadata(path) => {
-                let nested = md.spend_logs_metadata.and_then(|v| path_text(v, path));
-                capped_owned(nested.or_else(|| path_text(md_obj, path)))
-            }
-            Extra::Tag(_) => {
-                let hit: bool = r.try_get(tag_col)?;
-                tag_col += 1;
-                if hit { "true" } else { "false" }.to_string()
-            }
-        });
+        Reader {
+            rules,
+            col,
+            kept,
+            heads,
+        }
     }
 
-    let key = ClassKey {
-        api_key: keep(Dims::API_KEY, &|| Ok(capped(text(5)?)))?,
-        key_alias: keep(Dims::KEY_ALIAS, &|| Ok(md_text(md.user_api_key_alias)))?,
-        team_id: keep(Dims::TEAM_ID, &|| Ok(capped(text(6)?)))?,
-        team_alias: keep(Dims::TEAM_ALIAS, &|| {
-            Ok(md_text(md.user_api_key_team_alias))
-        })?,
-        user_id: keep(Dims::USER_ID, &|| Ok(capped(text(7)?)))?,
-        user_email: if rules.identity.user_email && rules.dims.has(Dims::USER_EMAIL) {
-            md_text(md.user_api_key_user_email)
-        } else {
-            String::new()
-        },
-        end_user: keep(Dims::END_USER, &|| Ok(capped(text(8)?)))?,
-        org_id: if rules.dims.has(Dims::ORG_ID) {
-            org
-        } else {
-            String::new()
-        },
-        model: keep(Dims::MODEL, &|| Ok(capped(text(10)?)))?,
-        model_group: keep(Dims::MODEL_GROUP, &|| Ok(capped(text(11)?)))?,
-        original_model_group: keep(Dims::ORIGINAL_MODEL_GROUP, &|| {
-            Ok(md_text(md.original_model_group))
-        })?,
-        model_id: keep(Dims::MODEL_ID, &|| Ok(capped(text(12)?)))?,
-        api_base: keep(Dims::API_BASE, &|| Ok(capped(text(13)?)))?,
-        provider: keep(Dims::PROVIDER, &|| Ok(capped(text(14)?)))?,
-        client_ip: keep(Dims::CLIENT_IP, &|| Ok(capped(text(15)?)))?,
-        user_agent: keep(Dims::USER_AGENT, &|| Ok(md_text(md.user_agent)))?,
-        service_tier: keep(Dims::SERVICE_TIER, &|| Ok(md_text(usage.service_tier)))?,
-        failed: rules.dims.has(Dims::OUTCOME) && status.as_deref() == Some("failure"),
-        error_code: keep(Dims::ERROR_CODE, &|| Ok(md_text(error.error_code)))?,
-        error_class: keep(Dims::ERROR_CLASS, &|| Ok(md_text(error.error_class)))?,
-        error_provider: keep(Dims::ERROR_PROVIDER, &|| Ok(md_text(error.llm_provider)))?,
-        cache_hit: match text(17)?.filter(|_| rules.dims.has(Dims::CACHE)) {
+    /// Turns one row of `project.sql` into the ledger's raw facts.
+    pub fn row(&self, r: &Row) -> Result<RawRow, tokio_postgres::Error> {
+        let metadata: Option<JsonText> = r.try_get(self.col.metadata)?;
+        // PostgreSQL's `jsonb_typeof(metadata) = 'object'`, else `{}`; the same for nested objects.
+        let md_obj = metadata
+            .as_ref()
+            .map(|m| m.0)
+            .filter(|t| t.starts_with('{'))
+            .unwrap_or("{}");
+        let (md, members) = self.metadata(md_obj);
+        let times = self.times(r)?;
+        let xmin: Xid = r.try_get(self.col.xmin)?;
+        Ok(RawRow {
+            request_id: r.try_get(self.col.request_id)?,
+            start_ms: times.start_ms,
+            xmin: xmin.0,
+            key: self.key(r, &md, md_obj, &members, &times)?,
+            values: self.values(r, &md, &times)?,
+        })
+    }
+
+    /// The metadata members the numbers read, and the raw value of each kept dimension's member
+    /// (by `Dim` index), in one scan of the metadata.
+    fn metadata<'r>(&self, md_obj: &'r str) -> (Metadata<'r>, [Option<&'r str>; FIELDS]) {
+        let mut md = Metadata::default();
+        let mut heads = [None; FIELDS];
+        for (k, v) in members(md_obj) {
+            md.take(&k, v);
+            if let Some(h) = self.heads.iter().position(|h| h.name == k) {
+                heads[h] = Some(v);
+            }
+        }
+        let mut found = [None; FIELDS];
+        for (head, v) in self.heads.iter().zip(heads) {
+            let Some(v) = v else { continue };
+            if let Some(d) = head.dim {
+                found[d] = Some(v);
+            }
+            if !head.nested.is_empty() {
+                for (k, v) in members(v) {
+                    if let Some(&(_, d)) = head.nested.iter().find(|(name, _)| k == *name) {
+                        found[d] = Some(v);
+                    }
+                }
+            }
+        }
+        (md, found)
+    }
+
+    fn times(&self, r: &Row) -> Result<Times, tokio_postgres::Error> {
+        let start: Option<Ts> = r.try_get(self.col.start_time)?;
+        let end: Option<Ts> = r.try_get(self.col.end_time)?;
+        let first_token: Option<Ts> = r.try_get(self.col.completion_start_time)?;
+        let start_ms = match &start {
+            None => i64::MIN,
+            Some(t) => match t.finite() {
+                Some(us) => {
+                    let e = us + PG_EPOCH_US;
+                    // numeric -> bigint rounds half away from zero.
+                    ((e.abs() + 500) / 1000 * e.signum()) as i64
+                }
+                None if t.0 > 0 => i64::MAX,
+                None => i64::MIN,
+            },
+        };
+        let (s, e) = (
+            start.as_ref().and_then(Ts::finite),
+            end.as_ref().and_then(Ts::finite),
+        );
+        let (total_us, bad) = match (s, e) {
+            (Some(s), Some(e)) => (span_us(s, e), i64::from(e < s)),
+            _ => (0, 1),
+        };
+        // A stream's first token comes before its end; LiteLLM writes completionStartTime =
+        // endTime for everything else.
+        let ttft_us = match (s, first_token.as_ref().and_then(Ts::finite), e) {
+            (Some(s), Some(f), Some(e)) if f < e && f >= s => Some(span_us(s, f)),
+            _ => None,
+        };
+        Ok(Times {
+            start_ms,
+            total_us,
+            ttft_us,
+            bad,
+        })
+    }
+
+    /// The row's numbers: spend, the additive values and the histogram observations an
+    /// exported family shows (`Dims::value`, `Dims::hist`), and how many were bad.
+    fn values(
+        &self,
+        r: &Row,
+        md: &Metadata<'_>,
+        times: &Times,
+    ) -> Result<RowValues, tokio_postgres::Error> {
+        let dims = self.rules.dims;
+        let spend: Option<f64> = r.try_get(self.col.spend)?;
+        let tokens: [Option<i64>; 3] = [
+            r.try_get(self.col.tokens[0])?,
+            r.try_get(self.col.tokens[1])?,
+            r.try_get(self.col.tokens[2])?,
+        ];
+        let usage = Usage::read(md.usage_object);
+        let additional = AdditionalUsage::read(md.additional_usage_values);
+        let prompt = PromptDetails::read(usage.prompt_tokens_details);
+        let completion = CompletionDetails::read(usage.completion_tokens_details);
+
+        // Spend: NaN compares false here (unlike in PostgreSQL, where it is greater than every
+        // number; the explicit upper bound makes both agree). A request costing a million dollars
+        // or more is taken as corrupt. float8 `round` is half to even.
+        let (spend_pico, spend_bad) = match spend {
+            Some(x) if (0.0..1e6).contains(&x) => ((x * 1e12).round_ties_even() as i64, 0),
+            Some(_) => (0, 1),
+            None => (0, 0),
+        };
+        let tokens_bad = i64::from(tokens.iter().any(|t| t.is_some_and(|t| t < 0)));
+        let [total, prompt_tokens, completion_tokens] = tokens.map(|t| t.unwrap_or(0));
+
+        let count = |v: Option<&str>| json_count(v, 0);
+        let ptd_cached = count(prompt.cached_tokens);
+        // jsonb's coalesce: a present JSON null does not fall through to the second spelling.
+        let ptd_cache_write = count(prompt.cache_write_tokens.or(prompt.cache_creation_tokens));
+        let a_cache_read = count(additional.cache_read_input_tokens);
+        let a_cache_creation = count(additional.cache_creation_input_tokens);
+        let u_cache_read = count(usage.cache_read_input_tokens);
+        let u_cache_creation = count(usage.cache_creation_input_tokens);
+        use CounterValue as C;
+        let additive = [
+            (C::TotalTokens, total.max(0)),
+            (C::PromptTokens, prompt_tokens.max(0)),
+            (C::CompletionTokens, completion_tokens.max(0)),
+            (
+                C::CachedInputTokens,
+                ptd_cached.or(a_cache_read).unwrap_or(0),
+            ),
+            (
+                C::CacheCreationInputTokens,
+                ptd_cache_write.or(a_cache_creation).unwrap_or(0),
+            ),
+            (C::InputAudioTokens, count(prompt.audio_tokens).unwrap_or(0)),
+            (
+                C::OutputReasoningTokens,
+                count(completion.reasoning_tokens).unwrap_or(0),
+            ),
+            (
+                C::OutputAudioTokens,
+                count(completion.audio_tokens).unwrap_or(0),
+            ),
+            (
+                C::ImagesGenerated,
+                count(usage.output_image_count).unwrap_or(0),
+            ),
+            (
+                C::VideoSeconds,
+                json_count(usage.duration_seconds, 6).unwrap_or(0),
+            ),
+            (
+                C::ProviderCacheReadTokens,
+                u_cache_read.or(ptd_cached).unwrap_or(0),
+            ),
+            (
+                C::ProviderCacheCreationTokens,
+                u_cache_creation.or(ptd_cache_write).unwrap_or(0),
+            ),
+        ];
+        let mut v = [0; NV];
+        for (c, x) in additive {
+            if let Some(j) = additive_index(c).filter(|j| dims.has(Dims::value(*j))) {
+                v[j] = x;
+            }
+        }
+
+        let overhead_us = json_count(md.litellm_overhead_time_ms, 3);
+        let (total_us, ttft_us) = (times.total_us, times.ttft_us);
+        let per_token_us = (completion_tokens > 0)
+            .then(|| div_round(ttft_us.unwrap_or(total_us), completion_tokens));
+        let observations = [
+            (HistValue::TotalLatency, Some(total_us)),
+            (
+                HistValue::LlmApiLatency,
+                Some((total_us - overhead_us.unwrap_or(0)).max(0)),
+            ),
+            (HistValue::TimeToFirstToken, ttft_us),
+            (HistValue::Overhead, overhead_us),
+            (HistValue::LatencyPerOutputToken, per_token_us),
+        ];
+        let mut hist = [None; 5];
+        for (h, x) in observations {
+            if dims.has(Dims::hist(h)) {
+                hist[h.index()] = x;
+            }
+        }
+        Ok(RowValues {
+            spend_pico,
+            v,
+            bad_numbers: spend_bad + tokens_bad + times.bad,
+            hist,
+        })
+    }
+
+    /// The row's class key: each kept dimension read by its source, the flags an exported family
+    /// needs (`Dims::OUTCOME`, `Dims::CACHE`), the custom labels.
+    fn key(
+        &self,
+        r: &Row,
+        md: &Metadata<'_>,
+        md_obj: &str,
+        members: &[Option<&str>; FIELDS],
+        times: &Times,
+    ) -> Result<ClassKey, tokio_postgres::Error> {
+        let dims = self.rules.dims;
+        let text = |i: usize| -> Result<Option<&str>, tokio_postgres::Error> { r.try_get(i) };
+        let md_text = |d: usize| capped_owned(json_text(members[d]));
+        // The status column wins when present and not NULL (even when empty).
+        let failed = dims.has(Dims::OUTCOME)
+            && match text(self.col.status)? {
+                Some(s) => s == "failure",
+                None => json_text(md.status).as_deref() == Some("failure"),
+            };
+        let cache_hit = match text(self.col.cache_hit)?.filter(|_| dims.has(Dims::CACHE)) {
             Some("True") => "True",
             Some("False") => "False",
             _ => "",
+        };
+        let mut key = ClassKey {
+            failed,
+            cache_hit: cache_hit.to_string(),
+            extras: self.extras(r, md, md_obj)?,
+            ..ClassKey::default()
+        };
+        let fields = key.fields_mut();
+        for &(d, fill) in &self.kept {
+            *fields[d] = match fill {
+                Fill::Column(i) => capped(text(i)?),
+                Fill::Metadata => md_text(d),
+                Fill::ColumnOrMetadata(i) => match text(i)? {
+                    Some(v) if !v.is_empty() => capped(Some(v)),
+                    _ => md_text(d),
+                },
+                Fill::Stream if times.ttft_us.is_some() => "True".to_string(),
+                Fill::Stream => String::new(),
+            };
         }
-        .to_string(),
-        // LiteLLM 1.110.2 labels a stream "True" and every other request "None" (it shows the
-        // logging payload's `stream`, which is unset unless the response was streamed, even for
-        // `"stream": false`); the empty value renders as "None".
-        stream: if rules.stream && rules.dims.has(Dims::STREAM) && ttft_us.is_some() {
-            "True".to_string()
-        } else {
-            String::new()
-        },
-        extras,
-    };
-    let observations = [
-        Some(total_us),
-        Some((total_us - overhead_us.unwrap_or(0)).max(0)),
-        ttft_us,
-        overhead_us,
-        per_token_us,
-    ];
-    Ok(RawRow {
-        request_id,
-        start_ms,
-        xmin: xmin.0,
-        key,
-        values: RowValues {
-            spend_pico,
-            v,
-            bad_numbers: spend_bad + tokens_bad + duration_bad,
-            // Only the histograms an exported family shows (`Dims::hist`).
-            hist: std::array::from_fn(|i| {
-                observations[i].filter(|_| rules.dims.has(Dims::hist(HistValue::ALL[i])))
-            }),
-        },
-    })
+        Ok(key)
+    }
+
+    /// The custom labels' values, in configuration order (none unless an exported family shows
+    /// them).
+    fn extras(
+        &self,
+        r: &Row,
+        md: &Metadata<'_>,
+        md_obj: &str,
+    ) -> Result<Vec<String>, tokio_postgres::Error> {
+        let extras = self.rules.extras;
+        if !self.rules.dims.has(Dims::EXTRAS) {
+            return Ok(Vec::new());
+        }
+        let mut out = Vec::with_capacity(extras.len());
+        let mut tags = self.col.tags.iter();
+        for x in extras {
+            out.push(match x {
+                Extra::Metadata(path) => {
+                    let nested = md.spend_logs_metadata.and_then(|v| path_text(v, path));
+                    capped_owned(nested.or_else(|| path_text(md_obj, path)))
+                }
+                Extra::Tag(_) => {
+                    let col = *tags.next().expect("a column per tag");
+                    let hit: bool = r.try_get(col)?;
+                    if hit { "true" } else { "false" }.to_string()
+                }
+            });
+        }
+        Ok(out)
+    }
 }
 
 #[cfg(test)]
@@ -714,16 +892,16 @@ mod tests {
     #[test]
     fn objects_only() {
         let m = Metadata::read(Some("[1, 2]"));
-        assert!(m.user_agent.is_none());
+        assert!(m.spend_logs_metadata.is_none());
         let m = Metadata::read(Some(
-            r#"{"user_agent": null, "status": "failure", "x": {"user_agent": 1}}"#,
+            r#"{"spend_logs_metadata": null, "status": "failure", "x": {"spend_logs_metadata": 1}}"#,
         ));
-        assert_eq!(m.user_agent, Some("null"));
+        assert_eq!(m.spend_logs_metadata, Some("null"));
         assert_eq!(json_text(m.status).as_deref(), Some("failure"));
         let m = Metadata::read(Some(
-            r#"{"a\"b": "}{", "deep": [[[{"]": "["}]]], "user_agent": "ok\"x", "status": 12.5}"#,
+            r#"{"a\"b": "}{", "deep": [[[{"]": "["}]]], "spend_logs_metadata": "ok\"x", "status": 12.5}"#,
         ));
-        assert_eq!(json_text(m.user_agent).as_deref(), Some("ok\"x"));
+        assert_eq!(json_text(m.spend_logs_metadata).as_deref(), Some("ok\"x"));
         assert_eq!(m.status, Some("12.5"));
         let keys: Vec<String> = members(r#"{"k\u00e9": 1, "b": [1, {"c": 2}], "c": true}"#)
             .map(|(k, _)| k.into_owned())

@@ -6,6 +6,7 @@ use chrono::Datelike;
 use tokio_postgres::Transaction;
 
 use super::class::Dims;
+use super::dimension::{Source, DIMENSIONS};
 use super::project;
 use super::values::Thresholds;
 use super::RawRow;
@@ -16,7 +17,8 @@ const SPEND_LOGS: &str = "LiteLLM_SpendLogs";
 
 // Settings `project` applies to every row; `Projection::new` takes them, so its callers find
 // them here too.
-pub use super::project::{Extra, Identity};
+pub use super::dimension::Identity;
+pub use super::project::Extra;
 
 /// The ledger's row statement for one schema and one label configuration, and the rules that
 /// turn its rows into raw facts (`project`).
@@ -50,43 +52,40 @@ impl Projection {
         for i in 0..extras.iter().filter(|e| matches!(e, Extra::Tag(_))).count() {
             let n = (i + 5).to_string();
             tags.push_str(",\n");
-            tags.push_str(sql::fill(sql::LEDGER_TAG_MATCH, &[("n", &n)]).trim_end());
+            let tag = sql::fill(sql::LEDGER_TAG_MATCH, &[("n", &n), ("i", &i.to_string())]);
+            tags.push_str(tag.trim_end());
         }
         // The statement for one table; its optional columns are those of that table.
         let branch = |table: &str, not_copied: &str| {
-            let col = |name: &str, expr: &'static str| -> &'static str {
+            let col = |name: &str| {
                 if schema.has_column(table, name) {
-                    expr
+                    format!("s.\"{name}\"::text")
                 } else {
-                    "NULL::text"
+                    "NULL::text".to_string()
                 }
             };
-            // Person-identifying columns that are off never leave the database.
-            let opt = |on: bool, expr: &'static str| if on { expr } else { "NULL::text" };
-            sql::fill(
-                sql::LEDGER_PROJECT,
-                &[
-                    ("table", &format!("\"{table}\"")),
-                    ("not_copied", not_copied),
-                    ("tags", &tags),
-                    ("status", col("status", "s.status::text")),
-                    (
-                        "organization_id",
-                        col("organization_id", "s.organization_id::text"),
-                    ),
-                    (
-                        "end_user",
-                        opt(identity.end_user, col("end_user", "s.end_user::text")),
-                    ),
-                    (
-                        "client_ip",
-                        opt(
-                            identity.client_ip,
-                            col("requester_ip_address", "s.requester_ip_address::text"),
-                        ),
-                    ),
-                ],
-            )
+            // The dimensions' optional columns; person-identifying ones that are off never leave
+            // the database.
+            let optional: Vec<(&str, String)> = DIMENSIONS
+                .iter()
+                .filter_map(|d| match d.source {
+                    Source::OptionalColumn(c) | Source::OptionalColumnOrMetadata(c, _) => {
+                        let on = d.allowed(&identity);
+                        Some((d.name, if on { col(c) } else { "NULL::text".into() }))
+                    }
+                    _ => None,
+                })
+                .collect();
+            let table = format!("\"{table}\"");
+            let status = col("status");
+            let mut fills = vec![
+                ("table", table.as_str()),
+                ("not_copied", not_copied),
+                ("tags", &tags),
+                ("status", &status),
+            ];
+            fills.extend(optional.iter().map(|(n, e)| (*n, e.as_str())));
+            sql::fill(sql::LEDGER_PROJECT, &fills)
         };
         let legacy = schema.has_table(LEGACY_SPEND_LOGS);
         let mut rows_sql = branch(SPEND_LOGS, "");
@@ -258,9 +257,12 @@ pub async fn each_row(
     let stream = tx.query_raw(&p.rows_sql, p.params(&base)).await?;
     futures_util::pin_mut!(stream);
     let rules = p.rules();
+    // Built from the first row's columns: they are the statement's.
+    let mut reader = None;
     let mut n = 0u64;
     while let Some(row) = stream.try_next().await? {
-        f(project::row(&row, &rules)?);
+        let reader = reader.get_or_insert_with(|| project::Reader::new(row.columns(), &rules));
+        f(reader.row(&row)?);
         n += 1;
     }
     Ok(n)
