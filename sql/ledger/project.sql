@@ -8,7 +8,20 @@
 -- Minimum: PostgreSQL 13 (xid8); LiteLLM schema of litellm-proxy-extras 0.1.1. Optional columns are
 --          substituted by the exporter (each double-brace placeholder becomes a column or a NULL
 --          literal).
--- Privilege: SELECT
+-- Privilege: SELECT on "LiteLLM_SpendLogs" (and on "LiteLLM_SpendLogs_legacy" where it exists).
+-- Placeholder table: the spend log; where LiteLLM's partitioning script left the old table aside, the
+--   same statement is read from "LiteLLM_SpendLogs_legacy" too, joined by UNION ALL, with
+--   placeholder not_copied (sql/ledger/not_copied.sql) keeping only its rows that are not also in the
+--   new table (empty for the spend log itself).
+-- Parameters: $1 lower startTime bound (text, inclusive), $2 upper bound (text, exclusive),
+--             $3 only rows whose creating transaction id (xid8, as bigint) is >= this; 0 = all,
+--             $4 xmax of the current snapshot (xid8 as bigint), to widen the 32-bit xmin,
+--             $5... the LIKE patterns of the configured tag labels (custom_prometheus_tags).
+-- Columns are read by name (src/ledger/project.rs): a label dimension's column is named like its
+-- dimension (src/ledger/dimension.rs), and a dimension whose column not every schema has is a
+-- placeholder of that name. Casts pin the wire types the decoder expects whatever the column's
+-- declared type.
+SELECT
   s.request_id::text AS request_id,
   s."startTime"::timestamp AS start_time,
   s."endTime"::timestamp AS end_time,
