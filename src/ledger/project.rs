@@ -651,18 +651,12 @@ impl<'a> Reader<'a> {
         md: &Metadata<'_>,
         times: &Times,
     ) -> Result<RowValues, tokio_postgres::Error> {
-        let dims = self.rules.dims;
         let spend: Option<f64> = r.try_get(self.col.spend)?;
         let tokens: [Option<i64>; 3] = [
             r.try_get(self.col.tokens[0])?,
             r.try_get(self.col.tokens[1])?,
             r.try_get(self.col.tokens[2])?,
         ];
-        let usage = Usage::read(md.usage_object);
-        let additional = AdditionalUsage::read(md.additional_usage_values);
-        let prompt = PromptDetails::read(usage.prompt_tokens_details);
-        let completion = CompletionDetails::read(usage.completion_tokens_details);
-
         // Spend: NaN compares false here (unlike in PostgreSQL, where it is greater than every
         // number; the explicit upper bound makes both agree). A request costing a million dollars
         // or more is taken as corrupt. float8 `round` is half to even.
@@ -672,8 +666,46 @@ impl<'a> Reader<'a> {
             None => (0, 0),
         };
         let tokens_bad = i64::from(tokens.iter().any(|t| t.is_some_and(|t| t < 0)));
-        let [total, prompt_tokens, completion_tokens] = tokens.map(|t| t.unwrap_or(0));
+        let tokens = tokens.map(|t| t.unwrap_or(0));
+        let v = self.additive(md, tokens);
 
+        let overhead_us = json_count(md.litellm_overhead_time_ms, 3);
+        let (total_us, ttft_us, completion_tokens) = (times.total_us, times.ttft_us, tokens[2]);
+        let per_token_us = (completion_tokens > 0)
+            .then(|| div_round(ttft_us.unwrap_or(total_us), completion_tokens));
+        let observations = [
+            (HistValue::TotalLatency, Some(total_us)),
+            (
+                HistValue::LlmApiLatency,
+                Some((total_us - overhead_us.unwrap_or(0)).max(0)),
+            ),
+            (HistValue::TimeToFirstToken, ttft_us),
+            (HistValue::Overhead, overhead_us),
+            (HistValue::LatencyPerOutputToken, per_token_us),
+        ];
+        let mut hist = [None; 5];
+        for (h, x) in observations {
+            if self.rules.dims.has(Dims::hist(h)) {
+                hist[h.index()] = x;
+            }
+        }
+        Ok(RowValues {
+            spend_pico,
+            v,
+            bad_numbers: spend_bad + tokens_bad + times.bad,
+            hist,
+        })
+    }
+
+    /// The additive values an exported counter shows (`Dims::value`), each named by its counter
+    /// and stored at `values::additive_index`, from the token columns (total, prompt,
+    /// completion) and the usage members of the metadata.
+    fn additive(&self, md: &Metadata<'_>, tokens: [i64; 3]) -> [i64; NV] {
+        let [total, prompt_tokens, completion_tokens] = tokens;
+        let usage = Usage::read(md.usage_object);
+        let additional = AdditionalUsage::read(md.additional_usage_values);
+        let prompt = PromptDetails::read(usage.prompt_tokens_details);
+        let completion = CompletionDetails::read(usage.completion_tokens_details);
         let count = |v: Option<&str>| json_count(v, 0);
         let ptd_cached = count(prompt.cached_tokens);
         // jsonb's coalesce: a present JSON null does not fall through to the second spelling.
@@ -723,37 +755,11 @@ impl<'a> Reader<'a> {
         ];
         let mut v = [0; NV];
         for (c, x) in additive {
-            if let Some(j) = additive_index(c).filter(|j| dims.has(Dims::value(*j))) {
+            if let Some(j) = additive_index(c).filter(|j| self.rules.dims.has(Dims::value(*j))) {
                 v[j] = x;
             }
         }
-
-        let overhead_us = json_count(md.litellm_overhead_time_ms, 3);
-        let (total_us, ttft_us) = (times.total_us, times.ttft_us);
-        let per_token_us = (completion_tokens > 0)
-            .then(|| div_round(ttft_us.unwrap_or(total_us), completion_tokens));
-        let observations = [
-            (HistValue::TotalLatency, Some(total_us)),
-            (
-                HistValue::LlmApiLatency,
-                Some((total_us - overhead_us.unwrap_or(0)).max(0)),
-            ),
-            (HistValue::TimeToFirstToken, ttft_us),
-            (HistValue::Overhead, overhead_us),
-            (HistValue::LatencyPerOutputToken, per_token_us),
-        ];
-        let mut hist = [None; 5];
-        for (h, x) in observations {
-            if dims.has(Dims::hist(h)) {
-                hist[h.index()] = x;
-            }
-        }
-        Ok(RowValues {
-            spend_pico,
-            v,
-            bad_numbers: spend_bad + tokens_bad + times.bad,
-            hist,
-        })
+        v
     }
 
     /// The row's class key: each kept dimension read by its source, the flags an exported family
