@@ -387,6 +387,20 @@ const fn histogram(
 }
 
 /// Every family derived from the spend-log ledger, in exposition order.
+/// Every label the renderer can ask for: the families' own, the opt-in stream label and a
+/// custom label (what `Selection::build` can select). For tests that must cover them all.
+#[cfg(test)]
+pub fn every_label() -> Vec<Label> {
+    let mut all: Vec<Label> = LEDGER_FAMILIES
+        .iter()
+        .flat_map(|f| f.labels.iter().copied())
+        .chain([Label::Stream, Label::Extra(0)])
+        .collect();
+    all.sort_by_key(|l| format!("{l:?}"));
+    all.dedup();
+    all
+}
+
 pub const LEDGER_FAMILIES: &[LedgerFamily] = &[
     counter("litellm_proxy_total_requests_metric", "Total number of requests made to the proxy server - track number of client side requests", C::Requests, Rows::All, PROXY_TOTAL),
     counter("litellm_proxy_failed_requests_metric", "Total number of failed responses from proxy - the client did not get a success response from litellm proxy", C::Requests, Rows::Failure, PROXY_FAILED),

@@ -257,35 +257,9 @@ mod tests {
     #[test]
     fn dims_of_covers_everything_a_label_reads() {
         use Label::*;
-        let labels = [
-            EndUser,
-            HashedApiKey,
-            ApiKeyAlias,
-            RequestedModelOriginal,
-            RequestedModel,
-            Team,
-            TeamAlias,
-            User,
-            StatusCode,
-            UserEmail,
-            Route,
-            ClientIp,
-            UserAgent,
-            ModelId,
-            ApiProvider,
-            OrgId,
-            OrgAlias,
-            Model,
-            ModelGroup,
-            LitellmModelName,
-            ApiBase,
-            ServiceTier,
-            ExceptionStatus,
-            ExceptionClass,
-            Stream,
-            Extra(0),
-            Extra(1),
-        ];
+        // The catalogue's labels, and a second custom label.
+        let mut labels = crate::catalogue::every_label();
+        labels.push(Extra(1));
         let mut full = ClassKey {
             failed: true,
             cache_hit: "True".into(),
@@ -301,7 +275,7 @@ mod tests {
                 failed,
                 ..full.clone()
             };
-            for l in labels {
+            for &l in &labels {
                 let d = Dims::of([&l]);
                 let mut kept = ClassKey {
                     failed: full.failed && d.has(Dims::OUTCOME),

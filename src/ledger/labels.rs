@@ -122,19 +122,6 @@ mod tests {
         }
     }
 
-    /// Every label the renderer can ask for: the families' own, the opt-in stream label and a
-    /// custom label (what `Selection::build` can select).
-    fn every_label() -> Vec<Label> {
-        let mut all: Vec<Label> = crate::catalogue::LEDGER_FAMILIES
-            .iter()
-            .flat_map(|f| f.labels.iter().copied())
-            .chain([Label::Stream, Label::Extra(0)])
-            .collect();
-        all.sort_by_key(|l| format!("{l:?}"));
-        all.dedup();
-        all
-    }
-
     /// Every label of every class reads what `ClassKey::label_value` says, stored or spelled,
     /// and a stored id always names the same text.
     #[test]
@@ -172,7 +159,7 @@ mod tests {
         let mut stored = 0;
         for (c, k) in keys.iter().enumerate() {
             let mut labels = ledger.labels(c, &aliases);
-            for l in every_label() {
+            for l in crate::catalogue::every_label() {
                 let want = k.label_value(l, aliases.get(&k.org_id).map(String::as_str));
                 let got = match labels.value(l) {
                     LabelValue::Stored(v) => {
@@ -208,7 +195,7 @@ mod tests {
         assert!(ledger.is_overflow(0));
         let aliases = HashMap::new();
         let mut labels = ledger.labels(0, &aliases);
-        for l in every_label() {
+        for l in crate::catalogue::every_label() {
             match labels.value(l) {
                 LabelValue::Stored(v) => assert_eq!(v.text(), bucket, "{l:?}"),
                 other => panic!("{l:?}: {other:?}"),

@@ -290,34 +290,9 @@ mod tests {
     fn labels_read_alike_packed_or_not_and_fields_are_the_texts_label_value_gives() {
         use crate::catalogue::Label::*;
         let mut s = Strings::default();
-        let labels = [
-            EndUser,
-            HashedApiKey,
-            ApiKeyAlias,
-            RequestedModelOriginal,
-            RequestedModel,
-            ModelGroup,
-            Team,
-            TeamAlias,
-            User,
-            StatusCode,
-            UserEmail,
-            Route,
-            ClientIp,
-            UserAgent,
-            ModelId,
-            ApiProvider,
-            OrgId,
-            OrgAlias,
-            Model,
-            LitellmModelName,
-            ApiBase,
-            ServiceTier,
-            ExceptionStatus,
-            ExceptionClass,
-            Stream,
-            Extra(1),
-        ];
+        // The catalogue's labels, and a second custom label.
+        let mut labels = crate::catalogue::every_label();
+        labels.push(Extra(1));
         let full = ClassKey {
             key_alias: "alias".into(),
             team_alias: "Team \"A\"".into(),
@@ -348,7 +323,7 @@ mod tests {
         let mut checked = 0;
         for k in [full, succeeded, sparse, ClassKey::default()] {
             let p = PackedKey::pack(&k, &mut s);
-            for l in labels {
+            for &l in &labels {
                 let read = crate::ledger::class::read(l, &p.view(&s));
                 assert_eq!(read, crate::ledger::class::read(l, &k), "{l:?} of {k:?}");
                 if let crate::ledger::class::LabelRead::Field(d) = read {
